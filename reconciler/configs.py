@@ -229,6 +229,23 @@ class T2IAdapterDiffusersConfig(DiffusersConfigBase):
     )
 
 
+class FileState(BaseModel):
+    """One file of an installed model as last seen: enough to notice drift without rehashing.
+
+    ``path`` is relative to the model's own path (``""`` for a single-file model).  A file
+    whose size and mtime_ns are unchanged is taken as unchanged; otherwise its imohash (and,
+    when recorded, its sha256) decide.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    path: str
+    size: int
+    mtime_ns: int
+    imohash: str
+    sha256: Optional[str] = None
+
+
 # Seed-compatible short names.
 IPAdapterConfig = IPAdapterInvokeAIConfig
 LoRAConfig = LoRALyCORISConfig
@@ -316,6 +333,7 @@ def validate_config(data: dict[str, Any] | ModelConfigBase) -> ModelConfigBase:
 
 __all__ = [
     "ModelConfigBase",
+    "FileState",
     "CheckpointConfigBase",
     "DiffusersConfigBase",
     "MainConfigBase",
