@@ -1,1 +1,5 @@
-"""reconciler.install."""
+"""Install service: the one path through which models are installed, registered, deleted."""
+
+from reconciler.install.service import ModelInstallService
+
+__all__ = ["ModelInstallService"]

@@ -1,0 +1,260 @@
+"""The `reconciler` command: parse, call a service, render. Nothing else lives here.
+
+The contract (names, flags, exit codes, JSON) is ../shared/CLI.md.  Errors are one line on
+stderr and exit 1; ``-v`` adds the traceback.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Optional, TypeVar
+
+import click
+
+from reconciler.errors import ReconcilerError
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
+
+
+class CliState:
+    """Global options, resolved into AppSettings on first use."""
+
+    def __init__(self, models_dir: Optional[Path], db: Optional[Path], config: Optional[Path],
+                 lock: Optional[Path], verbose: int, quiet: bool) -> None:
+        self.models_dir, self.db, self.config, self.lock = models_dir, db, config, lock
+        self.verbose, self.quiet = verbose, quiet
+        self._settings: Any = None
+
+    @property
+    def settings(self) -> Any:
+        if self._settings is None:
+            from reconciler.settings import load_settings
+
+            self._settings = load_settings(
+                config_file=self.config, models_dir=self.models_dir, db=self.db, lock=self.lock
+            )
+        return self._settings
+
+
+def _stderr_console() -> Any:
+    from rich.console import Console
+
+    return Console(stderr=True, soft_wrap=True, highlight=False)
+
+
+def _stdout_console() -> Any:
+    from rich.console import Console
+
+    return Console(soft_wrap=True, highlight=False)
+
+
+def fail(message: str) -> None:
+    """Print one unwrapped error line on stderr."""
+    text = " ".join(str(message).split("\n"))
+    sys.stderr.write(f"Error: {text}\n")
+    sys.stderr.flush()
+
+
+def handle_errors(func: F) -> F:
+    """Turn ReconcilerError (and OSError) into one stderr line and exit 1."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        state: Optional[CliState] = click.get_current_context().find_object(CliState)
+        try:
+            return func(*args, **kwargs)
+        except (ReconcilerError, OSError) as exc:
+            if state is not None and state.verbose:
+                import traceback
+
+                traceback.print_exc()
+            fail(str(exc))
+            sys.exit(EXIT_ERROR)
+
+    return wrapper  # type: ignore[return-value]
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.option("--models-dir", type=click.Path(path_type=Path), envvar="RECONCILER_MODELS_DIR",
+              help="Root of installed models [default: ./models].")
+@click.option("--db", type=click.Path(path_type=Path), envvar="RECONCILER_DB",
+              help="Record store: .db (SQLite) or .yaml [default: <models-dir>/.reconciler/records.db].")
+@click.option("--config", type=click.Path(path_type=Path), envvar="RECONCILER_CONFIG",
+              help="Settings file (YAML) [default: ./reconciler.yaml if present].")
+@click.option("--lock", type=click.Path(path_type=Path), envvar="RECONCILER_LOCK",
+              help="Lock file [default: ./reconciler.lock].")
+@click.option("-v", "--verbose", count=True, help="More logging; tracebacks on errors.")
+@click.option("-q", "--quiet", is_flag=True, help="Only errors.")
+@click.version_option(package_name="model-reconciler")
+@click.pass_context
+def main(ctx: click.Context, models_dir: Optional[Path], db: Optional[Path], config: Optional[Path],
+         lock: Optional[Path], verbose: int, quiet: bool) -> None:
+    """Manage model files the GitOps way: manifests in, plan, apply, watch."""
+    level = logging.WARNING if not verbose else (logging.INFO if verbose == 1 else logging.DEBUG)
+    logging.basicConfig(level=logging.ERROR if quiet else level, stream=sys.stderr,
+                        format="%(levelname)s %(name)s: %(message)s")
+    ctx.obj = CliState(models_dir, db, config, lock, verbose, quiet)
+
+
+paths_argument = click.argument("paths", nargs=-1, type=click.Path(path_type=Path))
+
+
+def _plan_options(state: CliState, no_prune: bool, targets: tuple[str, ...], allow_empty: bool = False,
+                  max_deletions: Optional[int] = None) -> Any:
+    from reconciler.reconcile.planner import PlanOptions
+
+    return PlanOptions(
+        prune=not no_prune,
+        targets=targets,
+        allow_empty=allow_empty,
+        max_deletions=state.settings.max_deletions if max_deletions is None else max_deletions,
+    )
+
+
+@main.command()
+@paths_argument
+@click.pass_obj
+@handle_errors
+def validate(state: CliState, paths: tuple[Path, ...]) -> None:
+    """Check manifests (schema and semantics); no network."""
+    from reconciler.reconcile.api import manifest_paths
+    from reconciler.reconcile.manifest import load_manifests
+
+    manifest = load_manifests(manifest_paths(paths, state.settings))
+    entries = manifest.entries()
+    if not state.quiet:
+        click.echo(f"Valid: {len(manifest.sets)} model set(s), {len(entries)} model(s).")
+
+
+@main.command()
+@paths_argument
+@click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--out", "out_file", type=click.Path(path_type=Path), help="Save the plan for `apply PLANFILE`.")
+@click.option("--detailed-exitcode", is_flag=True, help="Exit 0 when nothing changes, 2 when something does.")
+@click.option("--no-prune", is_flag=True, help="Plan no deletions.")
+@click.option("--target", "targets", multiple=True, help="Only these model names (repeatable).")
+@click.pass_obj
+@handle_errors
+def plan(state: CliState, paths: tuple[Path, ...], output: str, out_file: Optional[Path],
+         detailed_exitcode: bool, no_prune: bool, targets: tuple[str, ...]) -> None:
+    """Compute what apply would do; change nothing."""
+    from reconciler.reconcile import api
+    from reconciler.render.json_out import print_json
+    from reconciler.render.plan_text import render_plan_markup
+
+    the_plan = api.plan(paths, state.settings, _plan_options(state, no_prune, targets))
+    if output == "json":
+        print_json(the_plan.public_dict())
+    elif not state.quiet:
+        _stdout_console().print(render_plan_markup(the_plan))
+    if out_file is not None:
+        the_plan.save(out_file)
+        if output == "text" and not state.quiet:
+            click.echo(f"Saved the plan to {out_file}; run `reconciler apply {out_file}` to carry it out.", err=True)
+    if detailed_exitcode and the_plan.has_changes:
+        sys.exit(EXIT_CHANGES)
+
+
+@main.command()
+@paths_argument
+@click.option("-y", "--auto-approve", is_flag=True, help="Do not ask; required without a terminal.")
+@click.option("--locked", is_flag=True, help="Fail if the manifests changed since the lock file was written.")
+@click.option("--no-prune", is_flag=True, help="Delete nothing.")
+@click.option("--allow-empty", is_flag=True, help="Let a set that declares no models prune all of its models.")
+@click.option("--max-deletions", type=click.IntRange(min=0), default=None,
+              help="Refuse an apply that deletes more models than this [default: 10].")
+@click.option("--target", "targets", multiple=True, help="Only these model names (repeatable).")
+@click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("--jobs", type=click.IntRange(min=1), default=None, help="Parallel downloads.")
+@click.pass_obj
+@handle_errors
+def apply(state: CliState, paths: tuple[Path, ...], auto_approve: bool, locked: bool, no_prune: bool,
+          allow_empty: bool, max_deletions: Optional[int], targets: tuple[str, ...], output: str,
+          jobs: Optional[int]) -> None:
+    """Plan and carry out the changes (or carry out a saved PLANFILE)."""
+    from reconciler.reconcile import api
+    from reconciler.reconcile.plan import Plan, is_plan_file
+    from reconciler.render.json_out import print_json
+    from reconciler.render.plan_text import render_plan_markup
+
+    settings = state.settings
+    if jobs is not None:
+        settings.max_parallel_dl = jobs
+    interactive = sys.stdin.isatty()
+    if not auto_approve and not interactive:
+        fail("apply needs -y/--auto-approve when standard input is not a terminal; nothing changed")
+        sys.exit(EXIT_ERROR)
+    if locked:
+        from reconciler.errors import LockFileError
+
+        if not settings.lock.exists():
+            raise LockFileError(f"--locked: lock file {settings.lock} does not exist; run `reconciler lock`")
+    options = _plan_options(state, no_prune, targets, allow_empty, max_deletions)
+    saved = None
+    if len(paths) == 1 and is_plan_file(paths[0]):
+        saved = Plan.load(paths[0])
+    if not auto_approve:
+        preview = saved or api.plan(paths, settings, options)
+        _stdout_console().print(render_plan_markup(preview))
+        if not preview.has_changes:
+            return
+        answer = click.prompt("Do you want to perform these actions? Only 'yes' will be accepted", default="",
+                              show_default=False)
+        if answer.strip() != "yes":
+            click.echo("Apply cancelled; nothing changed.", err=True)
+            sys.exit(EXIT_ERROR)
+        if saved is None:
+            saved = preview  # apply exactly what was shown, refused if the state moved meanwhile
+    result = api.apply(paths, settings, options, saved_plan=saved)
+    if output == "json":
+        print_json(result.plan.public_dict(with_results=True))
+    elif not state.quiet:
+        _stdout_console().print(render_plan_markup(result.plan, applied=True))
+    for action in result.failed:
+        fail(f"{action.action.value} {action.set}/{action.name}: {action.result}")
+    if not result.ok:
+        sys.exit(EXIT_ERROR)
+
+
+@main.command()
+@click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.pass_obj
+@handle_errors
+def status(state: CliState, output: str) -> None:
+    """Every record with its live state."""
+    from reconciler.reconcile.observe import observe_all
+    from reconciler.reconcile.services import open_services
+    from reconciler.render.json_out import print_json
+    from reconciler.render.status_text import status_document, status_table
+
+    with open_services(state.settings, create=False) as services:
+        observed = observe_all(services.store, state.settings.models_dir)
+    if output == "json":
+        print_json(status_document(observed))
+    elif not observed:
+        click.echo("No models are registered.")
+    else:
+        _stdout_console().print(status_table(observed))
+
+
+@main.command()
+@click.option("--out", "out_dir", type=click.Path(path_type=Path), default=Path("schemas"), show_default=True)
+@click.pass_obj
+@handle_errors
+def schema(state: CliState, out_dir: Path) -> None:
+    """Write the JSON Schemas of the manifest and lock file."""
+    from reconciler.reconcile.schema import write_schemas
+
+    for path in write_schemas(out_dir):
+        if not state.quiet:
+            click.echo(f"wrote {path}")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,118 @@
+"""Copy a local model into place: through a staging path under ``.reconciler/tmp`` and a
+rename, hashing each file (sha256) as its bytes go by so nothing is read twice."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+from reconciler.errors import InstallError
+
+_CHUNK = 8 * 2**20
+
+
+def _copy_file_hashing(src: Path, dst: Path) -> str:
+    digest = hashlib.sha256()
+    with open(src, "rb") as fin, open(dst, "wb") as fout:
+        while True:
+            chunk = fin.read(_CHUNK)
+            if not chunk:
+                break
+            digest.update(chunk)
+            fout.write(chunk)
+        fout.flush()
+        os.fsync(fout.fileno())
+    shutil.copystat(src, dst, follow_symlinks=True)
+    return digest.hexdigest()
+
+
+def stage_copy(source: Path, tmp_dir: Path) -> tuple[Path, dict[str, str]]:
+    """Copy ``source`` (file or folder) into a fresh staging path under ``tmp_dir``.
+
+    Returns the staged path and ``{relative path: sha256}`` of every file copied ("" for a
+    single file).  Symlinks that point outside the source folder are skipped, never followed.
+    """
+    tmp_dir.mkdir(parents=True, exist_ok=True)
+    staged = tmp_dir / f"stage-{uuid.uuid4().hex}{'' if source.is_dir() else source.suffix}"
+    digests: dict[str, str] = {}
+    try:
+        if source.is_dir():
+            root = source.resolve()
+            staged.mkdir()
+            for dirpath, dirnames, filenames in os.walk(source):
+                dirnames.sort()
+                rel_dir = Path(dirpath).relative_to(source)
+                for dirname in list(dirnames):
+                    target = Path(dirpath, dirname)
+                    if target.is_symlink() and not _within(target, root):
+                        dirnames.remove(dirname)
+                for filename in sorted(filenames):
+                    src = Path(dirpath, filename)
+                    if src.is_symlink() and not _within(src, root):
+                        continue
+                    rel = (rel_dir / filename).as_posix()
+                    dst = staged / rel
+                    dst.parent.mkdir(parents=True, exist_ok=True)
+                    digests[rel] = _copy_file_hashing(src, dst)
+        else:
+            digests[""] = _copy_file_hashing(source, staged)
+    except OSError as exc:
+        discard(staged)
+        raise InstallError(f"cannot copy {source}: {exc.strerror or exc}") from exc
+    return staged, digests
+
+
+def _within(path: Path, root: Path) -> bool:
+    try:
+        path.resolve().relative_to(root)
+        return True
+    except ValueError:
+        return False
+
+
+def move_into_place(staged: Path, dest: Path, tmp_dir: Path) -> Path | None:
+    """Rename ``staged`` to ``dest``; an existing ``dest`` is first renamed aside.
+
+    Returns the path the old ``dest`` was moved to (to be discarded once the record is
+    written), or None.
+    """
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    displaced: Path | None = None
+    if dest.exists() or dest.is_symlink():
+        displaced = tmp_dir / f"old-{uuid.uuid4().hex}"
+        os.replace(dest, displaced)
+    try:
+        os.replace(staged, dest)
+    except OSError:
+        if displaced is not None:
+            os.replace(displaced, dest)
+        raise
+    return displaced
+
+
+def discard(path: Path | None) -> None:
+    """Remove a file or folder if present (staging leftovers, displaced old copies)."""
+    if path is None:
+        return
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        try:
+            path.unlink()
+        except FileNotFoundError:
+            pass
+
+
+def prune_empty_parents(path: Path, stop: Path) -> None:
+    """Remove empty folders above ``path`` up to (not including) ``stop``."""
+    parent = path.parent
+    stop = stop.resolve()
+    while parent.resolve() != stop and stop in parent.resolve().parents:
+        try:
+            parent.rmdir()
+        except OSError:
+            return
+        parent = parent.parent

@@ -1,0 +1,335 @@
+"""Diff the declared state (manifests) against the observed one and produce a Plan.
+
+Nothing here writes: the planner only reads manifests, records and file metadata (and
+probes local sources it has not installed yet, to know where they will go).
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from reconciler.configs import ModelConfigBase
+from reconciler.errors import ManifestError, PlanError, ReconcilerError
+from reconciler.install.paths import install_destination, record_path, resolve_model_path
+from reconciler.install.service import ModelInstallService, local_fingerprint
+from reconciler.probe.hashing import fast_hash
+from reconciler.reconcile.manifest import Manifest, ModelEntry, ModelSet
+from reconciler.reconcile.observe import ModelState, ObservedModel, observe_model
+from reconciler.reconcile.plan import ActionKind, InstallSpec, Plan, PlannedAction, PlannedFile
+from reconciler.sources.base import LocalModelSource
+
+#: record fields a manifest entry sets directly (type/base/format move files: see _byte_changes)
+FIELD_KEYS = ("description", "tags")
+
+
+@dataclass
+class PlanOptions:
+    """What the user asked of this plan."""
+
+    prune: bool = True
+    targets: Sequence[str] = ()
+    allow_empty: bool = False
+    max_deletions: int = 10
+
+
+@dataclass
+class _Index:
+    by_owner: dict[tuple[str, str], ModelConfigBase] = field(default_factory=dict)
+    by_path: dict[str, ModelConfigBase] = field(default_factory=dict)
+
+
+def entry_location(entry: ModelEntry) -> str:
+    """``file:line:col`` of an entry, for messages."""
+    loc = getattr(entry, "location", None)
+    return str(loc) if loc else entry.name
+
+
+def desired_fields(model_set: ModelSet, entry: ModelEntry) -> dict[str, Any]:
+    """The record fields the manifest asks for (besides what the prober decides)."""
+    data: dict[str, Any] = {
+        "name": entry.name,
+        "managed_by": model_set.metadata.name,
+        "manifest_digest": entry.digest(),
+        "description": entry.description,
+        "tags": list(entry.tags or []),
+    }
+    for key in ("type", "base", "format"):
+        value = getattr(entry, key, None)
+        if value is not None:
+            data[key] = value.value if hasattr(value, "value") else value
+    for key, value in (entry.config or {}).items():
+        data[key] = value.value if hasattr(value, "value") else value
+    return data
+
+
+def _enum_str(value: Any) -> Any:
+    return value.value if hasattr(value, "value") else value
+
+
+def _field_changes(record: ModelConfigBase, wanted: dict[str, Any]) -> dict[str, Any]:
+    """Record fields whose value differs from what the manifest wants (no bytes move)."""
+    current = record.model_dump(mode="json")
+    changes: dict[str, Any] = {}
+    skip = {"type", "base", "format", "manifest_digest", "managed_by", "name"}
+    for key, value in wanted.items():
+        if key in skip:
+            continue
+        if key == "tags":
+            if sorted(current.get("tags") or []) != sorted(value or []):
+                changes[key] = value
+        elif key in current and _enum_str(current[key]) != _enum_str(value):
+            changes[key] = value
+    return changes
+
+
+def _byte_changes(record: ModelConfigBase, wanted: dict[str, Any]) -> list[str]:
+    """Declared type/base/format that differ from the record: the files move, so replace."""
+    reasons = []
+    for key in ("type", "base", "format"):
+        if key in wanted and _enum_str(getattr(record, key)) != _enum_str(wanted[key]):
+            reasons.append(f"{key} {_enum_str(getattr(record, key))} -> {_enum_str(wanted[key])}")
+    return reasons
+
+
+def _tree_files(path: Path) -> list[PlannedFile]:
+    if path.is_file():
+        return [PlannedFile(path=path.name, size=path.stat().st_size)]
+    files = [
+        PlannedFile(path=p.relative_to(path).as_posix(), size=p.stat().st_size)
+        for p in sorted(path.rglob("*"))
+        if p.is_file()
+    ]
+    return files
+
+
+def free_space(path: Path) -> int:
+    """Free bytes on the filesystem that holds ``path`` (or its nearest existing parent)."""
+    probe = path.absolute()
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    return shutil.disk_usage(probe).free
+
+
+class Planner:
+    """Computes a Plan from manifests, the record store and the disk."""
+
+    def __init__(self, installer: ModelInstallService) -> None:
+        self.installer = installer
+        self.store = installer.record_store
+        self.models_dir = installer.models_dir
+
+    def plan(self, manifest: Manifest, options: Optional[PlanOptions] = None) -> Plan:
+        """Compute the plan; raises PlanError/ManifestError for what cannot be planned."""
+        options = options or PlanOptions()
+        records = self.store.all_models()
+        all_files = self.store.all_files()
+        index = _Index()
+        for rec in records:
+            if rec.managed_by is not None:
+                index.by_owner[(rec.managed_by, rec.name)] = rec
+            index.by_path[rec.path] = rec
+        targets = set(options.targets)
+        unknown_targets = targets - {e.name for _s, e in manifest.entries()} - {r.name for r in records}
+        if unknown_targets:
+            raise PlanError(f"--target names no declared or installed model: {', '.join(sorted(unknown_targets))}")
+
+        plan = Plan(
+            models_dir=str(self.models_dir),
+            store_lineage=self.store.lineage,
+            store_serial=self.store.serial,
+            max_deletions=options.max_deletions,
+            allow_empty=options.allow_empty,
+        )
+        declared: set[tuple[str, str]] = set()
+        for model_set, entry in manifest.entries():
+            declared.add((model_set.metadata.name, entry.name))
+            if targets and entry.name not in targets:
+                continue
+            record = index.by_owner.get((model_set.metadata.name, entry.name))
+            if record is None:
+                plan.actions.append(self._plan_new(model_set, entry, index))
+            else:
+                observed = observe_model(self.models_dir, record, all_files.get(record.key, []))
+                plan.actions.append(self._plan_existing(model_set, entry, observed))
+
+        self._plan_prune(manifest, records, declared, targets, options, plan)
+        plan.free_bytes = free_space(self.models_dir)
+        if plan.write_bytes > (plan.free_bytes or 0):
+            plan.warnings.append(
+                f"the plan writes {plan.write_bytes} bytes but {self.models_dir} has only {plan.free_bytes} bytes free"
+            )
+        return plan
+
+    # --- one declared entry -----------------------------------------------------------------
+    def _local_source(self, entry: ModelEntry) -> LocalModelSource:
+        source = entry.model_source
+        if not isinstance(source, LocalModelSource):
+            raise ManifestError(
+                f"model '{entry.name}': remote source {source} cannot be installed yet "
+                "(this build handles local sources only)",
+                *_loc_parts(entry),
+            )
+        if not Path(source.path).exists():
+            raise ManifestError(f"model '{entry.name}': local source {source.path} does not exist", *_loc_parts(entry))
+        return source
+
+    def _probe(self, model_set: ModelSet, entry: ModelEntry, path: Path) -> tuple[dict[str, Any], list[str]]:
+        try:
+            return self.installer.probe(path, desired_fields(model_set, entry))
+        except ReconcilerError as exc:
+            raise PlanError(f"{entry_location(entry)}: model '{entry.name}': {exc}") from exc
+
+    def _plan_new(self, model_set: ModelSet, entry: ModelEntry, index: _Index) -> PlannedAction:
+        source = self._local_source(entry)
+        src = Path(source.path)
+        inplace = bool(entry.inplace)
+        data, notes = self._probe(model_set, entry, src)
+        files = _tree_files(src)
+        base = PlannedAction(
+            action=ActionKind.create, set=model_set.metadata.name, name=entry.name, source=str(source),
+            reason="not installed", files=files, notes=notes,
+        )
+        if inplace:
+            dest = src.absolute()
+            write = 0
+        else:
+            dest = install_destination(self.models_dir, data["base"], data["type"], data["name"], src)
+            write = sum(f.size for f in files)
+        spec = InstallSpec(
+            source_path=str(src.absolute()), dest_path=str(dest), inplace=inplace, sha256=entry.sha256,
+            config=desired_fields(model_set, entry),
+        )
+        existing = index.by_path.get(record_path(self.models_dir, dest)) or index.by_path.get(str(dest))
+        if existing is not None:
+            if existing.managed_by is not None:
+                raise PlanError(
+                    f"{entry_location(entry)}: model '{entry.name}' would install at {dest}, "
+                    f"which set '{existing.managed_by}' already manages as '{existing.name}'"
+                )
+            return base.model_copy(update={
+                "action": ActionKind.adopt, "key": existing.key, "install": spec,
+                "reason": f"unmanaged record '{existing.name}' at {existing.path} becomes managed",
+            })
+        if not inplace and dest.exists():
+            if fast_hash(dest) == fast_hash(src):
+                return base.model_copy(update={
+                    "action": ActionKind.adopt, "install": spec,
+                    "reason": f"files already in place at {record_path(self.models_dir, dest)}, no record",
+                })
+            base.notes.append(f"{dest} exists, holds other bytes and no record owns it: apply will refuse to overwrite it")
+        return base.model_copy(update={"install": spec, "write_bytes": write})
+
+    def _plan_existing(self, model_set: ModelSet, entry: ModelEntry, observed: ObservedModel) -> PlannedAction:
+        record = observed.record
+        source = self._local_source(entry)
+        src = Path(source.path)
+        wanted = desired_fields(model_set, entry)
+        inplace = bool(entry.inplace)
+        action = PlannedAction(
+            action=ActionKind.noop, set=model_set.metadata.name, name=entry.name, source=str(source),
+            reason="in sync", key=record.key,
+        )
+        spec = InstallSpec(
+            source_path=str(src.absolute()), inplace=inplace, sha256=entry.sha256, config=wanted,
+            dest_path=str(resolve_model_path(self.models_dir, record)),
+        )
+        copy_bytes = 0 if inplace else sum(f.size for f in _tree_files(src))
+
+        replace_reasons: list[str] = []
+        if record.source != str(source):
+            replace_reasons.append(f"source changed: {record.source} -> {source}")
+        if record.inplace != inplace:
+            replace_reasons.append("inplace " + ("on" if inplace else "off"))
+        replace_reasons += _byte_changes(record, wanted)
+        if entry.sha256 and not inplace and not _sha_matches(observed, entry.sha256):
+            replace_reasons.append("declared sha256 differs from the installed bytes")
+        if not replace_reasons and not inplace and record.source_fingerprint != local_fingerprint(src):
+            if record.hash != fast_hash(src):
+                replace_reasons.append("source files changed")
+        if replace_reasons:
+            return action.model_copy(update={
+                "action": ActionKind.replace, "reason": "; ".join(replace_reasons), "install": spec,
+                "write_bytes": copy_bytes, "files": _tree_files(src),
+            })
+
+        files_state = observed.files_state
+        if files_state is not ModelState.in_sync:
+            if inplace:
+                if files_state is ModelState.missing:
+                    raise PlanError(f"{entry_location(entry)}: in-place model '{entry.name}' is missing at {observed.path}")
+                spec.refresh_files = True
+                spec.changes = _field_changes(record, wanted)
+                return action.model_copy(update={
+                    "action": ActionKind.update, "install": spec,
+                    "reason": f"in-place files changed ({observed.drift_summary()}); the record is refreshed",
+                })
+            return action.model_copy(update={
+                "action": ActionKind.repair, "reason": observed.drift_summary(), "install": spec,
+                "write_bytes": copy_bytes, "files": _tree_files(src),
+            })
+
+        changes = _field_changes(record, wanted)
+        if changes:
+            spec.changes = {**changes, "manifest_digest": wanted["manifest_digest"]}
+            return action.model_copy(update={
+                "action": ActionKind.update, "install": spec,
+                "reason": "fields changed: " + ", ".join(sorted(changes)),
+            })
+        return action
+
+    # --- prune -------------------------------------------------------------------------------------
+    def _plan_prune(
+        self,
+        manifest: Manifest,
+        records: Iterable[ModelConfigBase],
+        declared: set[tuple[str, str]],
+        targets: set[str],
+        options: PlanOptions,
+        plan: Plan,
+    ) -> None:
+        sets = {s.metadata.name: s for s in manifest.sets}
+        deletions: list[PlannedAction] = []
+        owned_count: dict[str, int] = {}
+        for rec in records:
+            if rec.managed_by in sets:
+                owned_count[rec.managed_by] = owned_count.get(rec.managed_by, 0) + 1
+            if rec.managed_by not in sets or (rec.managed_by, rec.name) in declared:
+                continue
+            if targets and rec.name not in targets:
+                continue
+            if not options.prune or not sets[rec.managed_by].spec.prune:
+                continue
+            deletions.append(PlannedAction(
+                action=ActionKind.delete, set=rec.managed_by, name=rec.name, source=rec.source, key=rec.key,
+                reason=f"no longer declared by set '{rec.managed_by}'",
+                notes=["record only: in-place files stay"] if rec.inplace else [],
+            ))
+        plan.actions.extend(deletions)
+        for name, model_set in sets.items():
+            if not model_set.spec.models and owned_count.get(name) and options.prune and model_set.spec.prune:
+                if not options.allow_empty:
+                    plan.warnings.append(
+                        f"set '{name}' declares no models: pruning its {owned_count[name]} installed models "
+                        "needs --allow-empty (an emptied manifest is more often a mistake than an intent)"
+                    )
+                    if "--allow-empty" not in plan.deletions_blocked_by:
+                        plan.deletions_blocked_by.append("--allow-empty")
+        if len(deletions) > options.max_deletions:
+            plan.warnings.append(
+                f"the plan deletes {len(deletions)} models, more than --max-deletions {options.max_deletions}; "
+                f"apply with --max-deletions {len(deletions)} if that is intended"
+            )
+            plan.deletions_blocked_by.append("--max-deletions")
+
+
+def _sha_matches(observed: ObservedModel, sha256: str) -> bool:
+    single = [f for f in observed.files if f.path == ""]
+    return bool(single) and single[0].sha256 == sha256.lower()
+
+
+def _loc_parts(entry: ModelEntry) -> tuple[Optional[str], Optional[int], Optional[int]]:
+    return (getattr(entry, "file", None), getattr(entry, "line", None), getattr(entry, "column", None))

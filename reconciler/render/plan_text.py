@@ -1,0 +1,68 @@
+"""The text plan, read like Terraform's: a symbol per action, reasons, then a summary."""
+
+from __future__ import annotations
+
+from reconciler.reconcile.plan import SYMBOLS, ActionKind, Plan, PlannedAction
+from reconciler.render.units import human_bytes
+
+_STYLE = {
+    ActionKind.create: "green",
+    ActionKind.update: "yellow",
+    ActionKind.replace: "magenta",
+    ActionKind.repair: "red",
+    ActionKind.adopt: "cyan",
+    ActionKind.delete: "red",
+    ActionKind.warm: "blue",
+}
+
+
+def _action_lines(action: PlannedAction, applied: bool) -> list[str]:
+    sym = SYMBOLS[action.action]
+    style = _STYLE.get(action.action, "")
+    head = f"  [{style}]{sym:>3} {action.action.value:<8}[/{style}] {action.set}/{action.name}"
+    if applied and action.result:
+        ok = not action.result.startswith("error")
+        head += f"  [{'green' if ok else 'bold red'}]{action.result if ok else action.result}[/]"
+    lines = [head, f"        reason: {_esc(action.reason)}"]
+    if action.source:
+        lines.append(f"        source: {_esc(action.source)}")
+    if action.install and action.install.dest_path and action.action in (ActionKind.create, ActionKind.adopt):
+        lines.append(f"        path:   {_esc(action.install.dest_path)}")
+    if action.files:
+        total = sum(f.size for f in action.files)
+        lines.append(f"        files:  {len(action.files)} ({human_bytes(total)})")
+    if action.download_bytes:
+        lines.append(f"        download: {human_bytes(action.download_bytes)}")
+    for note in action.notes:
+        lines.append(f"        [yellow]note:[/] {_esc(note)}")
+    return lines
+
+
+def _esc(text: str) -> str:
+    return text.replace("[", "\\[")
+
+
+def render_plan_markup(plan: Plan, applied: bool = False, show_noop: bool = False) -> str:
+    """Rich markup for a plan (or an executed plan, with results)."""
+    changing = [a for a in plan.actions if a.changes_anything or show_noop]
+    lines: list[str] = []
+    if not changing:
+        lines.append("[green]No changes.[/] The models dir matches the manifests.")
+    else:
+        lines.append("Apply results:" if applied else "reconciler will perform the following actions:")
+        lines.append("")
+        for action in changing:
+            lines.extend(_action_lines(action, applied))
+            lines.append("")
+    s = plan.summary()
+    counts = ", ".join(
+        f"{s[k.value]} to {k.value}" for k in ActionKind if k is not ActionKind.noop and s[k.value]
+    ) or "nothing to change"
+    lines.append(f"[bold]Plan:[/] {counts}; {s['noop']} unchanged.")
+    lines.append(
+        f"Bytes: {human_bytes(plan.download_bytes)} to download, {human_bytes(plan.write_bytes)} to write; "
+        f"{human_bytes(plan.free_bytes)} free in {_esc(plan.models_dir)}."
+    )
+    for warning in plan.warnings:
+        lines.append(f"[bold yellow]Warning:[/] {_esc(warning)}")
+    return "\n".join(lines)
