@@ -1,0 +1,192 @@
+"""The record store's abstract interface and the ``from_db_file`` factory.
+
+Two backends implement it: :class:`~reconciler.store.sql.ModelRecordServiceSQL` (the
+default, a SQLite database) and :class:`~reconciler.store.yamlfile.ModelRecordServiceFile`
+(one YAML file).  Every store carries a ``lineage`` (a uuid4 hex fixed when the store file
+is created) and a ``serial`` (bumped by every write), so a saved plan can tell whether the
+store it was made against is still the same store in the same state.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any, Optional
+
+from reconciler.configs import AnyModelConfig, FileState, ModelConfigBase
+from reconciler.errors import DuplicateModelException, StoreFormatError, UnknownModelException
+from reconciler.taxonomy import BaseModelType, ModelFormat, ModelType
+
+SQL_SUFFIXES = frozenset({".db", ".sqlite", ".sqlite3"})
+YAML_SUFFIXES = frozenset({".yaml", ".yml"})
+
+
+class ModelRecordServiceBase(ABC):
+    """Stores model config records, their tags and their per-file states."""
+
+    # --- opening ------------------------------------------------------------------------
+
+    @classmethod
+    def from_db_file(cls, path: Path | str) -> ModelRecordServiceBase:
+        """Open (creating and initialising if missing) the store at ``path``.
+
+        On the base class the backend is picked by extension: ``.db``/``.sqlite``/
+        ``.sqlite3`` -> SQL, ``.yaml``/``.yml`` -> YAML file.  On a concrete subclass that
+        class is used whatever the extension.  A file of the wrong kind, or one without
+        this package's schema, raises :class:`StoreFormatError` naming the path.
+        """
+        from reconciler.store.sql import ModelRecordServiceSQL
+        from reconciler.store.yamlfile import ModelRecordServiceFile
+
+        path = Path(path)
+        if path.is_dir():
+            raise StoreFormatError(f"{path}: is a directory, not a record store file")
+        if cls is not ModelRecordServiceBase:
+            return cls(path)  # type: ignore[call-arg]
+        suffix = path.suffix.lower()
+        if suffix in SQL_SUFFIXES:
+            return ModelRecordServiceSQL(path)
+        if suffix in YAML_SUFFIXES:
+            return ModelRecordServiceFile(path)
+        raise StoreFormatError(
+            f"{path}: unknown record store extension {suffix or '(none)'!r}; "
+            f"use one of {', '.join(sorted(SQL_SUFFIXES | YAML_SUFFIXES))}"
+        )
+
+    # --- records ------------------------------------------------------------------------
+
+    @abstractmethod
+    def add_model(self, key: str, config: ModelConfigBase | dict[str, Any]) -> AnyModelConfig:
+        """Add a record under ``key`` (which overrides any key in ``config``).
+
+        Raises DuplicateModelException when ``key`` exists or another record has the same
+        ``path``; InvalidModelConfigException when ``config`` does not validate.
+        """
+
+    @abstractmethod
+    def update_model(self, key: str, config: ModelConfigBase | dict[str, Any]) -> AnyModelConfig:
+        """Replace (config object) or patch (sparse dict) the record ``key``.
+
+        Raises UnknownModelException, InvalidModelConfigException, or
+        DuplicateModelException when the new path belongs to another record.
+        """
+
+    @abstractmethod
+    def del_model(self, key: str) -> None:
+        """Delete the record ``key`` and its file states (UnknownModelException)."""
+
+    @abstractmethod
+    def get_model(self, key: str) -> AnyModelConfig:
+        """The record ``key`` (UnknownModelException)."""
+
+    @abstractmethod
+    def exists(self, key: str) -> bool:
+        """Whether a record ``key`` exists."""
+
+    @abstractmethod
+    def all_models(self) -> list[AnyModelConfig]:
+        """Every record, in insertion order."""
+
+    # --- searches -----------------------------------------------------------------------
+
+    @abstractmethod
+    def search_by_path(self, path: str | Path) -> list[AnyModelConfig]:
+        """Records whose ``path`` equals ``str(path)`` (a plain string compare)."""
+
+    @abstractmethod
+    def search_by_attr(
+        self,
+        model_name: Optional[str] = None,
+        base_model: Optional[BaseModelType | str] = None,
+        model_type: Optional[ModelType | str] = None,
+        model_format: Optional[ModelFormat | str] = None,
+    ) -> list[AnyModelConfig]:
+        """Records matching every criterion given; none given = all records."""
+
+    def search_by_name(
+        self,
+        name: Optional[str] = None,
+        base: Optional[BaseModelType | str] = None,
+        type: Optional[ModelType | str] = None,  # noqa: A002 - the seed's parameter name
+    ) -> list[AnyModelConfig]:
+        """The seed's spelling of :meth:`search_by_attr` (without format)."""
+        return self.search_by_attr(model_name=name, base_model=base, model_type=type)
+
+    @abstractmethod
+    def search_by_hash(self, hash: str) -> list[AnyModelConfig]:  # noqa: A002 - seed name
+        """Records whose ``hash`` equals ``hash``."""
+
+    @abstractmethod
+    def search_by_tag(self, tags: Iterable[str]) -> list[AnyModelConfig]:
+        """Records having ALL of ``tags`` (no tags = all records)."""
+
+    def model_info_by_name(
+        self,
+        name: str,
+        base: BaseModelType | str,
+        type: ModelType | str,  # noqa: A002 - the seed's parameter name
+    ) -> AnyModelConfig:
+        """The one record with this name, base and type.
+
+        UnknownModelException if none; DuplicateModelException if several (then use
+        :meth:`search_by_name` and pick by key).
+        """
+        found = self.search_by_attr(model_name=name, base_model=base, model_type=type)
+        if not found:
+            raise UnknownModelException(f"no model named {name!r} with base {base} and type {type}")
+        if len(found) > 1:
+            keys = ", ".join(c.key for c in found)
+            raise DuplicateModelException(f"{len(found)} models named {name!r} with base {base} and type {type}: {keys}")
+        return found[0]
+
+    # --- store identity -----------------------------------------------------------------
+
+    @abstractmethod
+    def version(self) -> str:
+        """The store's schema version."""
+
+    @property
+    @abstractmethod
+    def lineage(self) -> str:
+        """A uuid4 hex made when the store file was created; never changes."""
+
+    @property
+    @abstractmethod
+    def serial(self) -> int:
+        """Bumped by one by every write; persisted and visible to other processes."""
+
+    # --- per-file states ----------------------------------------------------------------
+
+    @abstractmethod
+    def set_files(self, key: str, files: Sequence[FileState]) -> None:
+        """Replace the file states of model ``key`` (UnknownModelException)."""
+
+    @abstractmethod
+    def get_files(self, key: str) -> list[FileState]:
+        """The file states of model ``key``, in the order set (UnknownModelException)."""
+
+    @abstractmethod
+    def all_files(self) -> dict[str, list[FileState]]:
+        """File states of every model, keyed by model key (``[]`` for a model without any)."""
+
+    # --- lifetime -----------------------------------------------------------------------
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release the store's connection / handles; further use is an error."""
+
+    def __enter__(self) -> ModelRecordServiceBase:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: Optional[type[BaseException]],
+        exc: Optional[BaseException],
+        tb: Optional[TracebackType],
+    ) -> None:
+        self.close()
+
+
+__all__ = ["ModelRecordServiceBase", "SQL_SUFFIXES", "YAML_SUFFIXES"]
