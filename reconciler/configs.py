@@ -102,9 +102,13 @@ class MainConfigBase(ModelConfigBase):
 class MainCheckpointConfig(CheckpointConfigBase, MainConfigBase):
     """A main model in one checkpoint file (.safetensors, .ckpt)."""
 
+    type: Literal[ModelType.Main] = Field(default=ModelType.Main, validation_alias=AliasChoices("type", "model_type"))
+
 
 class MainDiffusersConfig(DiffusersConfigBase, MainConfigBase):
     """A main model as a diffusers pipeline folder."""
+
+    type: Literal[ModelType.Main] = Field(default=ModelType.Main, validation_alias=AliasChoices("type", "model_type"))
 
 
 class ONNXSD2Config(MainConfigBase):
