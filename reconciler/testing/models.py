@@ -199,16 +199,16 @@ def write_main_checkpoint(path: str | Path, base: str = "sd-1", variant: str = "
     unet = "model.diffusion_model"
     sd.conv(f"{unet}.input_blocks.0.0", c, _IN_CHANNELS[variant])
     sd.linear(f"{unet}.time_embed.0", c, c)
-    attn_blocks = ("1.1", "2.1") if base in ("sd-1", "sd-2") else ("4.1", "5.1")
-    for blk in attn_blocks:
-        tb = f"{unet}.input_blocks.{blk}.transformer_blocks.0"
-        sd.linear(f"{tb}.attn2.to_q", c, c, bias=False)
-        sd.linear(f"{tb}.attn2.to_k", c, ctx, bias=False)
-        sd.linear(f"{tb}.attn2.to_v", c, ctx, bias=False)
+    rows = 2  # output rows of the wide (deciding) tensors: tiny, unlike the width
+    blk = "2.1" if base in ("sd-1", "sd-2") else "4.1"
+    tb = f"{unet}.input_blocks.{blk}.transformer_blocks.0"
+    sd.linear(f"{tb}.attn2.to_q", rows, rows, bias=False)
+    sd.linear(f"{tb}.attn2.to_k", rows, ctx, bias=False)
+    sd.linear(f"{tb}.attn2.to_v", rows, ctx, bias=False)
     if base == "sdxl":
-        sd.linear(f"{unet}.label_emb.0.0", c, 2816)
+        sd.linear(f"{unet}.label_emb.0.0", rows, 2816)  # adm_in_channels
     elif base == "sdxl-refiner":
-        sd.linear(f"{unet}.label_emb.0.0", c, 2560)
+        sd.linear(f"{unet}.label_emb.0.0", rows, 2560)
     sd.norm(f"{unet}.out.0", c)
     sd.conv(f"{unet}.out.2", 4, c)
     # the built-in VAE
