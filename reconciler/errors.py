@@ -156,6 +156,10 @@ class AuthenticationRequiredError(DownloadError, PermissionError):
     """The source needs a token (or a better one)."""
 
 
+class RemoteFileNotFoundError(DownloadError, FileNotFoundError):
+    """The server answered 404/410: the URL names nothing (a typo, a removed file)."""
+
+
 # --- loading ----------------------------------------------------------------------------------
 
 

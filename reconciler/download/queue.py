@@ -1,0 +1,532 @@
+"""DownloadQueueService: a pool of worker threads taking jobs by priority.
+
+The queue owns job state: every status change happens under its lock and is followed by
+one event (``download_<status>``; payload from :meth:`DownloadJobBase.event_payload`),
+delivered to the job's handlers first and then the queue's, through
+:func:`reconciler.events.call_handlers`, which swallows handler errors so a broken
+progress bar cannot break a download.  Progress events (``download_running``) come about
+every 1% of the bytes, or every half second when the size is unknown.
+
+Defaults mirror :class:`reconciler.settings.AppSettings` (max_parallel_dl,
+connections_per_file, min_segment_size, limit_rate, download_retries, download_timeout);
+the queue takes plain arguments so it stays usable as a library without settings.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import queue as _queue
+import shutil
+import threading
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Optional, Union
+
+import requests
+
+from reconciler.errors import DownloadError, UnknownJobIDException
+from reconciler.events import Event, EventHandler, call_handlers
+
+from .http import make_session, redact_url, scrub
+from .jobs import (
+    DownloadJobBase,
+    DownloadJobPath,
+    DownloadJobRemoteSource,
+    DownloadJobStatus,
+    DownloadJobURL,
+    DownloadPart,
+    MultiFileDownloadJob,
+)
+from .ratelimit import TokenBucket
+from .retry import Interrupted, RetryPolicy
+from .segments import FileDownload, part_path, remove_partials
+
+log = logging.getLogger(__name__)
+
+EVENT_PREFIX = "download_"
+_ACTIVE = (DownloadJobStatus.ENQUEUED, DownloadJobStatus.RUNNING)
+
+
+class _Progress:
+    """Turns byte deltas into ``running`` events about every 1% (or 0.5 s without a size)."""
+
+    def __init__(self, job: DownloadJobRemoteSource, emit: Callable[[], None],
+                 part: DownloadPart | None = None) -> None:
+        self.job = job
+        self.emit = emit
+        self.part = part
+        self.lock = threading.Lock()
+        self.next_mark = 0
+        self.last_time = 0.0
+
+    def __call__(self, delta: int, total: int | None) -> None:
+        with self.lock:
+            job = self.job
+            job.bytes += delta
+            if self.part is not None:
+                self.part.bytes += delta
+                if total is not None and self.part.total_bytes != total:
+                    self.part.total_bytes = total
+                    parts = getattr(job, "parts", [])
+                    job.total_bytes = sum(p.expected_size if p.expected_size is not None else p.total_bytes
+                                          for p in parts)
+            elif total is not None:
+                job.total_bytes = total
+            now = time.monotonic()
+            if job.total_bytes > 0:
+                step = max(1, job.total_bytes // 100)
+                if job.bytes >= self.next_mark or job.bytes >= job.total_bytes:
+                    if job.bytes >= job.total_bytes and self.next_mark > job.total_bytes:
+                        return
+                    self.next_mark = (job.bytes // step + 1) * step
+                    self.emit()
+            elif now - self.last_time >= 0.5:
+                self.last_time = now
+                self.emit()
+
+
+class DownloadQueueService:
+    """Parallel, resumable, verified downloads with events; see the module docstring."""
+
+    def __init__(
+        self,
+        max_parallel_dl: int = 5,
+        requests_session: Optional[requests.Session] = None,
+        event_handlers: Optional[list[EventHandler]] = None,
+        quiet: bool = False,
+        *,
+        connections_per_file: int = 8,
+        min_segment_size: int = 16 * 2**20,
+        limit_rate: Optional[int] = None,
+        download_retries: int = 5,
+        download_timeout: float = 30.0,
+        chunk_size: int = 2**20,
+        compute_sha256: bool = True,
+        retry_policy: Optional[RetryPolicy] = None,
+    ) -> None:
+        if max_parallel_dl < 1:
+            raise ValueError("max_parallel_dl must be >= 1")
+        self.max_parallel_dl = max_parallel_dl
+        self.connections_per_file = max(1, connections_per_file)
+        self.min_segment_size = max(1, min_segment_size)
+        self.chunk_size = chunk_size
+        self.download_timeout = download_timeout
+        self.compute_sha256 = compute_sha256
+        self.quiet = quiet
+        self._session = requests_session or make_session(max_parallel_dl * self.connections_per_file + 4)
+        self._handlers: list[EventHandler] = list(event_handlers or [])
+        self._bucket = TokenBucket(limit_rate)
+        self._retry = retry_policy or RetryPolicy(attempts=download_retries)
+        self._lock = threading.RLock()
+        self._changed = threading.Condition(self._lock)
+        self._jobs: dict[int, DownloadJobBase] = {}
+        self._ids = itertools.count()
+        self._seq = itertools.count()
+        self._dequeued = itertools.count()
+        self._pq: _queue.PriorityQueue[tuple[int, int, int, Any]] = _queue.PriorityQueue()
+        self._workers: list[threading.Thread] = []
+        self._running = False
+        self._active_downloads: dict[int, FileDownload] = {}
+        self.start()
+
+    # --- lifecycle -------------------------------------------------------------------------
+    def start(self) -> None:
+        """Start the worker threads (idempotent; the constructor calls it)."""
+        with self._lock:
+            if self._running:
+                return
+            self._running = True
+            self._workers = [
+                threading.Thread(target=self._worker, name=f"download-worker-{i}", daemon=True)
+                for i in range(self.max_parallel_dl)
+            ]
+            for t in self._workers:
+                t.start()
+
+    def stop(self) -> None:
+        """Pause every unfinished job (keeping partial files to resume) and end the workers."""
+        with self._lock:
+            if not self._running:
+                return
+            self.pause_all_jobs()
+            self._running = False
+        for _ in self._workers:
+            self._pq.put((-(2**31), next(self._seq), 0, None))
+        for t in self._workers:
+            t.join(timeout=self.download_timeout + 5)
+        self._workers = []
+
+    # --- creating and submitting ------------------------------------------------------------
+    def create_download_job(
+        self,
+        source: Union[str, Path],
+        destdir: Path,
+        filename: Optional[Union[str, Path]] = None,
+        start: bool = True,
+        priority: int = 10,
+        access_token: Optional[str] = None,
+        event_handlers: Optional[list[EventHandler]] = None,
+        *,
+        expected_size: Optional[int] = None,
+        sha256: Optional[str] = None,
+        preserve_partial_downloads: bool = False,
+    ) -> DownloadJobBase:
+        """Make the right job for ``source`` (http(s) URL or local path) and submit it.
+
+        With ``filename`` the file lands at ``destdir/filename``; without, the name comes
+        from the server (Content-Disposition, else the URL), sanitised.
+        """
+        destdir = Path(destdir)
+        destination = destdir / filename if filename else destdir
+        handlers = list(event_handlers or [])
+        text = str(source)
+        job: DownloadJobBase
+        if isinstance(source, str) and text.split(":", 1)[0].lower() in ("http", "https"):
+            job = DownloadJobURL(source=text, destination=destination, priority=priority,
+                                 access_token=access_token, event_handlers=handlers,
+                                 expected_size=expected_size, sha256=sha256,
+                                 preserve_partial_downloads=preserve_partial_downloads)
+        else:
+            job = DownloadJobPath(source=Path(source), destination=destination, priority=priority,
+                                  event_handlers=handlers,
+                                  preserve_partial_downloads=preserve_partial_downloads)
+        job._dest_is_dir = filename is None
+        self.submit_download_job(job, start=start)
+        return job
+
+    def submit_download_job(self, job: DownloadJobBase, start: bool = True) -> None:
+        """Register ``job`` with this queue (assigning its id) and enqueue it if ``start``."""
+        with self._lock:
+            if job._owner is not None and job._owner is not self:
+                raise ValueError("job belongs to another queue")
+            if job._owner is None:
+                job.id = next(self._ids)
+                job._owner = self
+                self._jobs[job.id] = job
+                if job._dest_is_dir is None:
+                    dest = Path(job.destination)
+                    job._dest_is_dir = (isinstance(job, MultiFileDownloadJob) or dest.is_dir()
+                                        or str(job.destination).endswith(("/", "\\")))
+        if start:
+            self.start_job(job)
+
+    # --- control ----------------------------------------------------------------------------
+    def _own(self, job: DownloadJobBase) -> DownloadJobBase:
+        if self._jobs.get(job.id) is not job:
+            raise UnknownJobIDException(f"job {job.id} was not submitted to this queue")
+        return job
+
+    def start_job(self, job: DownloadJobBase) -> None:
+        """Enqueue an idle or paused job; a paused one resumes where it stopped."""
+        with self._lock:
+            self._own(job)
+            if job.status == DownloadJobStatus.RUNNING and job._stop_reason == "pause":
+                job._resume_requested = True
+                return
+            if job.status not in (DownloadJobStatus.IDLE, DownloadJobStatus.PAUSED):
+                return
+            first = not job._enqueued_once
+            entry = self._enqueue(job, put=False)
+            event = self._event(job)
+        if first:  # delivered before a worker can see the job, so 'enqueued' precedes 'running'
+            self._deliver(job, event)
+        self._pq.put(entry)
+
+    def _enqueue(self, job: DownloadJobBase, put: bool = True) -> tuple[int, int, int, Any]:
+        job.status = DownloadJobStatus.ENQUEUED
+        job._enqueued_once = True
+        job._stop = threading.Event()
+        job._stop_reason = None
+        job._resume_requested = False
+        job._queue_token += 1
+        entry = (job.priority, next(self._seq), job._queue_token, job)
+        if put:
+            self._pq.put(entry)
+        self._changed.notify_all()
+        return entry
+
+    def pause_job(self, job: DownloadJobBase) -> None:
+        """Pause an enqueued or running job; partial files stay for :meth:`start_job`."""
+        event = None
+        with self._lock:
+            self._own(job)
+            if job.status == DownloadJobStatus.ENQUEUED:
+                job.status = DownloadJobStatus.PAUSED
+                job._queue_token += 1
+                event = self._event(job)
+                self._changed.notify_all()
+            elif job.status == DownloadJobStatus.RUNNING:
+                job._stop_reason = "pause"
+                job._resume_requested = False
+                job._stop.set()
+        if event is not None:
+            self._deliver(job, event)
+
+    def cancel_job(self, job: DownloadJobBase) -> None:
+        """Cancel a job that has not finished; its partial files are removed (unless preserved)."""
+        emit = False
+        with self._lock:
+            self._own(job)
+            if job.terminal:
+                return
+            if job.status == DownloadJobStatus.RUNNING:
+                job._stop_reason = "cancel"
+                job._resume_requested = False
+                job._stop.set()
+                dl = self._active_downloads.get(job.id)
+                if dl is not None:
+                    dl.abort_connections()
+            else:
+                job.status = DownloadJobStatus.CANCELLED
+                job.job_ended = time.time()
+                job._queue_token += 1
+                emit = True
+                self._changed.notify_all()
+        if emit:
+            self._cleanup(job)
+            self._emit(job)
+
+    def start_all_jobs(self) -> None:
+        """Start every idle or paused job."""
+        for job in self.list_jobs():
+            if job.status in (DownloadJobStatus.IDLE, DownloadJobStatus.PAUSED):
+                self.start_job(job)
+
+    def pause_all_jobs(self) -> None:
+        """Pause every enqueued or running job."""
+        for job in self.list_jobs():
+            if job.status in _ACTIVE:
+                self.pause_job(job)
+
+    def cancel_all_jobs(self) -> None:
+        """Cancel every job that has not finished."""
+        for job in self.list_jobs():
+            if not job.terminal:
+                self.cancel_job(job)
+
+    # --- inspection ---------------------------------------------------------------------------
+    def list_jobs(self) -> list[DownloadJobBase]:
+        """Every job this queue knows, in submission order."""
+        with self._lock:
+            return list(self._jobs.values())
+
+    def id_to_job(self, id: int) -> DownloadJobBase:
+        """The job with this id, or :class:`UnknownJobIDException`."""
+        with self._lock:
+            try:
+                return self._jobs[id]
+            except KeyError:
+                raise UnknownJobIDException(f"no download job with id {id}") from None
+
+    def prune_jobs(self) -> None:
+        """Forget completed, errored and cancelled jobs."""
+        with self._lock:
+            for jid in [j.id for j in self._jobs.values() if j.terminal]:
+                del self._jobs[jid]
+
+    def join(self, timeout: Optional[float] = None) -> None:
+        """Block until no job is enqueued or running (paused and idle jobs do not count)."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._changed:
+            while any(j.status in _ACTIVE for j in self._jobs.values()):
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    raise TimeoutError("download queue still busy")
+                self._changed.wait(left if left is not None else 1.0)
+
+    def wait_for_job(self, job: DownloadJobBase, timeout: Optional[float] = None) -> DownloadJobBase:
+        """Block until ``job`` is completed, errored or cancelled; TimeoutError after ``timeout``."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._changed:
+            self._own(job)
+            while not job.terminal:
+                left = None if deadline is None else deadline - time.monotonic()
+                if left is not None and left <= 0:
+                    raise TimeoutError(f"download job {job.id} did not finish in {timeout} s")
+                self._changed.wait(left if left is not None else 1.0)
+        return job
+
+    # --- events -------------------------------------------------------------------------------
+    @staticmethod
+    def _event(job: DownloadJobBase) -> Event:
+        return Event(EVENT_PREFIX + job.status.value, job.event_payload())
+
+    def _deliver(self, job: DownloadJobBase, event: Event) -> None:
+        call_handlers(list(job.event_handlers) + self._handlers, event)
+
+    def _emit(self, job: DownloadJobBase) -> None:
+        self._deliver(job, self._event(job))
+
+    # --- workers -----------------------------------------------------------------------------
+    def _worker(self) -> None:
+        while True:
+            _prio, _seq, token, job = self._pq.get()
+            if job is None:
+                return
+            with self._lock:
+                if job.status != DownloadJobStatus.ENQUEUED or job._queue_token != token:
+                    continue
+                job.status = DownloadJobStatus.RUNNING
+                job.job_started = time.time()
+                job.job_sequence = next(self._dequeued)
+                job.error = None
+                event = self._event(job)
+            if not self.quiet:
+                log.info("download %d started: %s", job.id, job.shown_source())
+            self._deliver(job, event)
+            self._run(job)
+
+    def _run(self, job: DownloadJobBase) -> None:
+        outcome: DownloadJobStatus
+        try:
+            if isinstance(job, MultiFileDownloadJob):
+                self._run_multi(job)
+            elif isinstance(job, DownloadJobRemoteSource):
+                self._run_remote(job)
+            elif isinstance(job, DownloadJobPath):
+                self._run_path(job)
+            else:
+                raise TypeError(f"unsupported job type {type(job).__name__}")
+            outcome = DownloadJobStatus.COMPLETED
+        except Interrupted:
+            outcome = (DownloadJobStatus.CANCELLED if job._stop_reason == "cancel"
+                       else DownloadJobStatus.PAUSED)
+        except Exception as exc:  # noqa: BLE001 - every failure becomes the job's error
+            if job._stop.is_set() and job._stop_reason == "cancel":
+                outcome = DownloadJobStatus.CANCELLED
+            else:
+                outcome = DownloadJobStatus.ERROR
+                token = getattr(job, "access_token", None)
+                if token and token in str(exc):  # belt and braces: never a token in job.error
+                    exc = DownloadError(scrub(str(exc), [token]))
+                job.error = exc
+        finally:
+            with self._lock:
+                self._active_downloads.pop(job.id, None)
+        if outcome in (DownloadJobStatus.ERROR, DownloadJobStatus.CANCELLED):
+            self._cleanup(job)
+        requeue = False
+        with self._lock:
+            if outcome == DownloadJobStatus.PAUSED and job._resume_requested:
+                requeue = True
+                self._enqueue(job)
+            else:
+                job.status = outcome
+                if outcome.terminal:
+                    job.job_ended = time.time()
+            self._changed.notify_all()
+        if not self.quiet:
+            if outcome == DownloadJobStatus.ERROR:
+                log.error("download %d failed: %s", job.id, job.error)
+            else:
+                log.info("download %d %s: %s", job.id, outcome.value, job.shown_source())
+        if not requeue:
+            self._emit(job)
+
+    def _cleanup(self, job: DownloadJobBase) -> None:
+        """Remove ``.part`` files and sidecars this job made (cancel, or error without preserve)."""
+        if job.preserve_partial_downloads:
+            return
+        for dest in list(job._partials):
+            remove_partials(dest)
+        job._partials.clear()
+
+    def _make_download(self, job: DownloadJobRemoteSource, url: str, dest: Optional[Path], destdir: Path,
+                       progress: _Progress, expected_size: Optional[int],
+                       expected_sha256: Optional[str]) -> FileDownload:
+        def on_dest(path: Path) -> None:
+            job._partials.add(path)
+
+        if dest is not None:
+            job._partials.add(dest)
+        return FileDownload(
+            session=self._session, url=url, dest=dest, destdir=destdir, token=job.access_token,
+            connections=self.connections_per_file, min_segment_size=self.min_segment_size,
+            chunk_size=self.chunk_size, bucket=self._bucket, retry=self._retry,
+            timeout=self.download_timeout, stop=job._stop, expected_size=expected_size,
+            expected_sha256=expected_sha256, compute_sha256=self.compute_sha256,
+            on_progress=progress, on_dest=on_dest,
+        )
+
+    def _run_remote(self, job: DownloadJobRemoteSource) -> None:
+        dest_is_dir = bool(job._dest_is_dir)
+        destdir = Path(job.destination) if dest_is_dir else Path(job.destination).parent
+        dest = None if dest_is_dir else Path(job.destination)
+        if job.download_path is not None and job.download_path.parent == destdir:
+            dest = job.download_path  # a resumed job keeps the name it got
+        job.bytes = 0
+        progress = _Progress(job, lambda: self._emit(job))
+        dl = self._make_download(job, job.source, dest, destdir, progress, job.expected_size, job.sha256)
+
+        def on_dest(path: Path) -> None:
+            job._partials.add(path)
+            job.download_path = path
+
+        dl.on_dest = on_dest
+        if dest is not None:
+            job.download_path = dest
+        with self._lock:
+            self._active_downloads[job.id] = dl
+        result = dl.run()
+        job.download_path = result.path
+        job.actual_sha256 = result.sha256
+        job.total_bytes = result.size
+        job.bytes = result.size
+        job._partials.discard(result.path)
+
+    def _run_multi(self, job: MultiFileDownloadJob) -> None:
+        root = Path(job.destination)
+        job.download_path = root
+        job.bytes = sum(p.bytes for p in job.parts if p.status == DownloadJobStatus.COMPLETED)
+        for part in job.parts:
+            if part.status == DownloadJobStatus.COMPLETED and part.download_path and part.download_path.exists():
+                continue
+            if job._stop.is_set():
+                raise Interrupted()
+            part.status = DownloadJobStatus.RUNNING
+            part.bytes = 0
+            dest = root / str(part.dest_relpath)
+            progress = _Progress(job, lambda: self._emit(job), part=part)
+            dl = self._make_download(job, part.url, dest, dest.parent, progress, part.expected_size,
+                                     part.expected_sha256)
+            with self._lock:
+                self._active_downloads[job.id] = dl
+            try:
+                result = dl.run()
+            except Interrupted:
+                part.status = DownloadJobStatus.PAUSED
+                raise
+            except Exception as exc:
+                part.status = DownloadJobStatus.ERROR
+                if hasattr(exc, "add_note"):
+                    exc.add_note(f"while downloading {part.dest_relpath}")
+                raise
+            part.status = DownloadJobStatus.COMPLETED
+            part.download_path = result.path
+            part.actual_sha256 = result.sha256
+            part.total_bytes = result.size
+            if part.expected_size is None:  # total learnt as we go
+                job.total_bytes = max(job.total_bytes, job.bytes)
+            job._partials.discard(result.path)
+        job.bytes = sum(p.total_bytes for p in job.parts)
+        job.total_bytes = job.bytes
+
+    def _run_path(self, job: DownloadJobPath) -> None:
+        src = Path(job.source)
+        if not src.exists():
+            raise FileNotFoundError(f"{src}: no such file or folder")
+        dest = Path(job.destination)
+        if job._dest_is_dir or dest.is_dir():
+            dest = dest / src.name
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        job.download_path = Path(shutil.move(str(src), str(dest)))
+
+
+def make_parts(items: Sequence[tuple[str, str]]) -> list[DownloadPart]:
+    """``[(url, relpath), ...]`` as :class:`DownloadPart` objects (each path checked)."""
+    return [DownloadPart(url, rel) for url, rel in items]
+
+
+__all__ = ["DownloadQueueService", "EVENT_PREFIX", "make_parts", "part_path", "redact_url"]
