@@ -82,6 +82,7 @@ class DownloadJobBase(BaseModel):
     _owner: Any = PrivateAttr(default=None)
     _dest_is_dir: Optional[bool] = PrivateAttr(default=None)
     _partials: set[Path] = PrivateAttr(default_factory=set)
+    _settled: bool = PrivateAttr(default=False)  # terminal event delivered
 
     def add_event_handler(self, handler: EventHandler) -> None:
         """Append a handler; it runs before the queue's handlers."""

@@ -287,6 +287,7 @@ class DownloadQueueService:
         if emit:
             self._cleanup(job)
             self._emit(job)
+            self._settle(job)
 
     def start_all_jobs(self) -> None:
         """Start every idle or paused job."""
@@ -330,7 +331,7 @@ class DownloadQueueService:
         """Block until no job is enqueued or running (paused and idle jobs do not count)."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._changed:
-            while any(j.status in _ACTIVE for j in self._jobs.values()):
+            while any(j.status in _ACTIVE or (j.terminal and not j._settled) for j in self._jobs.values()):
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     raise TimeoutError("download queue still busy")
@@ -341,7 +342,7 @@ class DownloadQueueService:
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._changed:
             self._own(job)
-            while not job.terminal:
+            while not (job.terminal and job._settled):
                 left = None if deadline is None else deadline - time.monotonic()
                 if left is not None and left <= 0:
                     raise TimeoutError(f"download job {job.id} did not finish in {timeout} s")
@@ -424,6 +425,14 @@ class DownloadQueueService:
                 log.info("download %d %s: %s", job.id, outcome.value, job.shown_source())
         if not requeue:
             self._emit(job)
+            if outcome.terminal:
+                self._settle(job)
+
+    def _settle(self, job: DownloadJobBase) -> None:
+        """Wake waiters only after the terminal event's handlers ran (they may move the file)."""
+        with self._lock:
+            job._settled = True
+            self._changed.notify_all()
 
     def _cleanup(self, job: DownloadJobBase) -> None:
         """Remove ``.part`` files and sidecars this job made (cancel, or error without preserve)."""
