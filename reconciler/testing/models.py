@@ -21,8 +21,8 @@ Two levels of "real":
   encoder, the UNet projects the 16-wide text-encoder output up with diffusers'
   ``encoder_hid_proj`` (``encoder_hid_dim_type="text_proj"``).
 
-This module imports numpy and safetensors only (never torch), so test collection stays
-fast.  Outputs are deterministic: the same call writes the same bytes.
+This module imports numpy only (never torch; it writes safetensors files itself), so test
+collection stays fast.  Outputs are deterministic: the same call writes the same bytes.
 """
 
 from __future__ import annotations
@@ -35,7 +35,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from safetensors.numpy import save_file
 
 __all__ = [
     "BASES",
@@ -162,12 +161,42 @@ class _StateDict:
         self.norm(f"{layer}.layer_norm2", hidden)
 
 
+_NP_DTYPES = {"float16": "F16", "float32": "F32", "float64": "F64", "int8": "I8", "int16": "I16",
+              "int32": "I32", "int64": "I64", "uint8": "U8", "bool": "BOOL"}
+
+
 def write_safetensors(path: str | Path, tensors: Mapping[str, np.ndarray],
                       metadata: Mapping[str, str] | None = None) -> Path:
-    """Write ``tensors`` to ``path`` (parents created); returns the path."""
+    """Write ``tensors`` to ``path`` as safetensors (parents created); returns the path.
+
+    Written here rather than with ``safetensors.numpy.save_file`` so that the bytes are
+    reproducible: the library writes ``__metadata__`` from a hash map whose order changes
+    from run to run.  The layout is the library's: ``__metadata__`` first, tensors in order,
+    the header padded with spaces to a multiple of 8; ``safetensors`` reads it back.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_file(dict(tensors), str(path), metadata=dict(metadata) if metadata else None)
+    header: dict[str, Any] = {}
+    if metadata:
+        header["__metadata__"] = {str(k): str(v) for k, v in metadata.items()}
+    blobs = []
+    offset = 0
+    for name, array in tensors.items():
+        arr = np.ascontiguousarray(array)
+        dtype = _NP_DTYPES.get(arr.dtype.name)
+        if dtype is None:
+            raise ValueError(f"tensor {name!r}: unsupported dtype {arr.dtype}")
+        data = arr.astype(arr.dtype.newbyteorder("<"), copy=False).tobytes()
+        header[name] = {"dtype": dtype, "shape": list(arr.shape), "data_offsets": [offset, offset + len(data)]}
+        blobs.append(data)
+        offset += len(data)
+    raw = json.dumps(header, separators=(",", ":")).encode()
+    raw += b" " * (-len(raw) % 8)
+    with open(path, "wb") as fh:
+        fh.write(struct.pack("<Q", len(raw)))
+        fh.write(raw)
+        for data in blobs:
+            fh.write(data)
     return path
 
 
