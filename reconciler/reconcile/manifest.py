@@ -81,6 +81,7 @@ MANIFEST_SUFFIXES = (".yaml", ".yml")
 
 _SET_NAME = re.compile(r"[a-z0-9](?:[a-z0-9._-]{0,61}[a-z0-9])?")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+_SOURCE_FIELDS = frozenset({"source", "revision", "variant", "subfolder", "inplace"})
 
 # --- config overrides -------------------------------------------------------------------------
 
@@ -319,6 +320,14 @@ class ModelEntry(_EntryFields):
             raise ValueError("source is empty")
         return value
 
+    def model_copy(self, *, update: Optional[dict[str, Any]] = None, deep: bool = False) -> ModelEntry:
+        """A copy (keeping the origin); the parsed source is recomputed when ``update``
+        touches a field it depends on."""
+        copy = super().model_copy(update=update, deep=deep)
+        if update and _SOURCE_FIELDS.intersection(update):
+            copy._source = None
+        return copy
+
     @property
     def origin(self) -> Optional[EntryOrigin]:
         """Where the entry was declared (None for an entry made in code)."""
@@ -458,8 +467,12 @@ class Manifest:
         """Names of the sets read, in order (prune only touches records managed by these)."""
         return tuple(s.name for s in self.sets)
 
+    def by_name(self) -> dict[str, ModelEntry]:
+        """Every entry by its (unique) name."""
+        return {entry.name: entry for model_set in self.sets for entry in model_set.spec.models}
+
     def get(self, name: str) -> Optional[ModelEntry]:
-        """The entry with that model name, if any."""
+        """The entry with that model name, if any (linear; use by_name() in loops)."""
         for _, entry in self.entries():
             if entry.name == name:
                 return entry

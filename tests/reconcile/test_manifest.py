@@ -126,6 +126,7 @@ def test_design_example(tmp_path: Path, parser: str) -> None:
     assert house.origin.location() == f"{f}:19:7"
     assert house.origin.location("source") == f"{f}:20:15"
     assert m.get("tweaker") is e["tweaker"] and m.get("nope") is None
+    assert m.by_name() == e
     assert [x.name for x in manifest_mod.iter_entries(m)] == list(e)
 
 
@@ -418,8 +419,8 @@ def test_digest_stable_across_spelling_and_sensitive_to_changes(tmp_path: Path, 
         assert changed.source_digest() == base.source_digest(), key
     for key, value in {"revision": "v2", "variant": ModelRepoVariant.FP32, "subfolder": "unet"}.items():
         changed = base.model_copy(update={key: value})
-        changed._origin = base.origin
-        changed._source = manifest_mod._resolve_source(changed, None, tmp_path, None)[0]
+        assert changed.origin == base.origin
+        assert changed.model_source != base.model_source, key  # recomputed, not the cached one
         assert changed.source_digest() != base.source_digest(), key
         assert changed.digest() != base.digest(), key
     assert base.model_copy(update={"sha256": "a" * 64}).source_digest() != base.source_digest()
@@ -440,9 +441,13 @@ def test_example_quickstart_manifest_is_valid(tmp_path: Path) -> None:
     dest = tmp_path / "quickstart"
     dest.mkdir()
     shutil.copy(REPO / "examples" / "quickstart" / "models.yaml", dest / "models.yaml")
-    for name in ("sd15-tiny", "vae-tiny", "lora-tiny", "embedding-tiny"):
-        touch(dest / "files" / f"{name}.safetensors")
-    (dest / "files" / "sd15-tiny-diffusers").mkdir()
+    for line in (dest / "models.yaml").read_text(encoding="utf-8").splitlines():
+        if line.strip().startswith("source: ./files/"):
+            target = dest / line.split("source:")[1].split("#")[0].strip()
+            if line.split("#")[0].rstrip().endswith("/"):
+                target.mkdir(parents=True)
+            else:
+                touch(target)
     m = load_manifests([dest])
     assert m.set_names == ("quickstart",)
     e = {entry.name: entry for _, entry in m.entries()}
@@ -768,3 +773,15 @@ def test_write_schemas(tmp_path: Path) -> None:
     assert entry["additionalProperties"] is False
     assert {"model_type", "base_model", "model_format", "config", "sha256"} <= set(entry["properties"])
     assert schema["properties"]["apiVersion"]["const"] == "reconciler/v1"
+
+
+def test_configured_civitai_endpoint_reaches_the_parser(tmp_path: Path) -> None:
+    f = write(
+        tmp_path / "c.yaml",
+        HEAD.format(name="c") + "    - {name: a, source: 'http://127.0.0.1:9/api/download/models/5'}\n",
+    )
+    assert load_manifests([f]).by_name()["a"].model_source == URLModelSource(
+        url="http://127.0.0.1:9/api/download/models/5"
+    )
+    m = load_manifests([f], civitai_hosts=["http://127.0.0.1:9"])
+    assert m.by_name()["a"].model_source == CivitaiModelSource(version_id=5)
