@@ -118,7 +118,7 @@ def parse_source(
 
     if _WINDOWS_PATH.match(text):
         return LocalModelSource(path=Path(text))
-    base = Path(base_dir) if base_dir is not None else Path.cwd()
+    base = os.fspath(base_dir) if base_dir is not None else os.getcwd()
     if text.startswith(_LOCAL_PREFIXES) or text in (".", ".."):
         return _local(text, base)
     if os.path.lexists(os.path.join(base, text)):
@@ -133,7 +133,7 @@ def parse_source(
 parse = parse_source
 
 
-def _local(text: str, base: Path) -> LocalModelSource:
+def _local(text: str, base: str) -> LocalModelSource:
     path = os.path.expanduser(text)
     return LocalModelSource(path=Path(os.path.normpath(os.path.join(os.path.abspath(base), path))))
 
