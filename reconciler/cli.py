@@ -51,7 +51,8 @@ def _stderr_console() -> Any:
 def _stdout_console() -> Any:
     from rich.console import Console
 
-    return Console(soft_wrap=True, highlight=False)
+    # piped output (CI logs, `| less`) gets wide lines instead of rich's 80-column default
+    return Console(soft_wrap=True, highlight=False, width=None if sys.stdout.isatty() else 160)
 
 
 def fail(message: str) -> None:

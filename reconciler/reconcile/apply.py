@@ -27,7 +27,7 @@ from reconciler.errors import (
     ReconcilerError,
     StalePlanError,
 )
-from reconciler.install.service import ModelInstallService
+from reconciler.install.service import ModelInstallService, local_fingerprint
 from reconciler.reconcile.plan import ActionKind, Plan, PlannedAction
 from reconciler.reconcile.planner import free_space
 
@@ -137,7 +137,10 @@ def execute_action(installer: ModelInstallService, action: PlannedAction) -> str
         if action.key:
             installer.update_fields(action.key, {k: v for k, v in spec.config.items() if k not in ("type", "base", "format")})
         else:
-            action.key = installer.adopt_path(Path(spec.dest_path or ""), spec.config)
+            config = dict(spec.config)
+            if spec.source_path and not spec.inplace:
+                config["source_fingerprint"] = local_fingerprint(Path(spec.source_path))
+            action.key = installer.adopt_path(Path(spec.dest_path or ""), config)
         return "adopted"
     if kind is ActionKind.update:
         assert action.key

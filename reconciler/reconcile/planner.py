@@ -44,14 +44,14 @@ class _Index:
 
 def entry_location(entry: ModelEntry) -> str:
     """``file:line:col`` of an entry, for messages."""
-    loc = getattr(entry, "location", None)
-    return str(loc) if loc else entry.name
+    return entry.origin.location() if entry.origin else entry.name
 
 
 def desired_fields(model_set: ModelSet, entry: ModelEntry) -> dict[str, Any]:
     """The record fields the manifest asks for (besides what the prober decides)."""
     data: dict[str, Any] = {
         "name": entry.name,
+        "source": str(entry.model_source),
         "managed_by": model_set.metadata.name,
         "manifest_digest": entry.digest(),
         "description": entry.description,
@@ -61,8 +61,7 @@ def desired_fields(model_set: ModelSet, entry: ModelEntry) -> dict[str, Any]:
         value = getattr(entry, key, None)
         if value is not None:
             data[key] = value.value if hasattr(value, "value") else value
-    for key, value in (entry.config or {}).items():
-        data[key] = value.value if hasattr(value, "value") else value
+    data.update(entry.config_overrides())
     return data
 
 
@@ -74,7 +73,7 @@ def _field_changes(record: ModelConfigBase, wanted: dict[str, Any]) -> dict[str,
     """Record fields whose value differs from what the manifest wants (no bytes move)."""
     current = record.model_dump(mode="json")
     changes: dict[str, Any] = {}
-    skip = {"type", "base", "format", "manifest_digest", "managed_by", "name"}
+    skip = {"type", "base", "format", "manifest_digest", "managed_by", "name", "source"}
     for key, value in wanted.items():
         if key in skip:
             continue
@@ -144,19 +143,23 @@ class Planner:
             max_deletions=options.max_deletions,
             allow_empty=options.allow_empty,
         )
-        declared: set[tuple[str, str]] = set()
+        declared = {(model_set.metadata.name, entry.name) for model_set, entry in manifest.entries()}
+        read_sets = set(manifest.set_names)
+        claimed: set[str] = set()
         for model_set, entry in manifest.entries():
-            declared.add((model_set.metadata.name, entry.name))
             if targets and entry.name not in targets:
                 continue
             record = index.by_owner.get((model_set.metadata.name, entry.name))
             if record is None:
-                plan.actions.append(self._plan_new(model_set, entry, index))
+                action = self._plan_new(model_set, entry, index, declared, read_sets)
+                if action.key:
+                    claimed.add(action.key)
+                plan.actions.append(action)
             else:
                 observed = observe_model(self.models_dir, record, all_files.get(record.key, []))
                 plan.actions.append(self._plan_existing(model_set, entry, observed))
 
-        self._plan_prune(manifest, records, declared, targets, options, plan)
+        self._plan_prune(manifest, [r for r in records if r.key not in claimed], declared, targets, options, plan)
         plan.free_bytes = free_space(self.models_dir)
         if plan.write_bytes > (plan.free_bytes or 0):
             plan.warnings.append(
@@ -168,13 +171,12 @@ class Planner:
     def _local_source(self, entry: ModelEntry) -> LocalModelSource:
         source = entry.model_source
         if not isinstance(source, LocalModelSource):
-            raise ManifestError(
-                f"model '{entry.name}': remote source {source} cannot be installed yet "
+            raise _entry_error(
+                entry, f"model '{entry.name}': remote source {source} cannot be installed yet "
                 "(this build handles local sources only)",
-                *_loc_parts(entry),
             )
         if not Path(source.path).exists():
-            raise ManifestError(f"model '{entry.name}': local source {source.path} does not exist", *_loc_parts(entry))
+            raise _entry_error(entry, f"model '{entry.name}': local source {source.path} does not exist")
         return source
 
     def _probe(self, model_set: ModelSet, entry: ModelEntry, path: Path) -> tuple[dict[str, Any], list[str]]:
@@ -183,7 +185,14 @@ class Planner:
         except ReconcilerError as exc:
             raise PlanError(f"{entry_location(entry)}: model '{entry.name}': {exc}") from exc
 
-    def _plan_new(self, model_set: ModelSet, entry: ModelEntry, index: _Index) -> PlannedAction:
+    def _plan_new(
+        self,
+        model_set: ModelSet,
+        entry: ModelEntry,
+        index: _Index,
+        declared: set[tuple[str, str]],
+        read_sets: set[str],
+    ) -> PlannedAction:
         source = self._local_source(entry)
         src = Path(source.path)
         inplace = bool(entry.inplace)
@@ -205,7 +214,17 @@ class Planner:
         )
         existing = index.by_path.get(record_path(self.models_dir, dest)) or index.by_path.get(str(dest))
         if existing is not None:
-            if existing.managed_by is not None:
+            owner = existing.managed_by
+            if owner is not None and owner in read_sets and (owner, existing.name) not in declared:
+                # the same files under a new name (or moved to another set that was read)
+                moved = f"renamed from '{existing.name}'" if owner == model_set.metadata.name else (
+                    f"moves from set '{owner}' (was '{existing.name}')")
+                spec.changes = {k: v for k, v in spec.config.items() if k not in ("type", "base", "format")}
+                return base.model_copy(update={
+                    "action": ActionKind.update, "key": existing.key, "install": spec, "reason": moved,
+                    "files": [],
+                })
+            if owner is not None:
                 raise PlanError(
                     f"{entry_location(entry)}: model '{entry.name}' would install at {dest}, "
                     f"which set '{existing.managed_by}' already manages as '{existing.name}'"
@@ -331,5 +350,7 @@ def _sha_matches(observed: ObservedModel, sha256: str) -> bool:
     return bool(single) and single[0].sha256 == sha256.lower()
 
 
-def _loc_parts(entry: ModelEntry) -> tuple[Optional[str], Optional[int], Optional[int]]:
-    return (getattr(entry, "file", None), getattr(entry, "line", None), getattr(entry, "column", None))
+def _entry_error(entry: ModelEntry, message: str) -> ManifestError:
+    if entry.origin is not None:
+        return entry.origin.error(message, "source")
+    return ManifestError(message)

@@ -99,9 +99,26 @@ def test_inplace_registers_without_copy_and_prune_keeps_file(ws):
             - {name: other, source: ../files/lora.safetensors, inplace: true}
         """)
     plan = ws.plan_json()
-    assert {a["action"] for a in plan["actions"]} == {"create", "delete"}
+    (rename,) = plan["actions"]
+    assert rename["action"] == "update" and "renamed from 'my-lora'" in rename["reason"]
+    assert ws.apply().exit_code == 0
+    (renamed,) = records(ws)
+    assert renamed.key == rec.key and renamed.name == "other"
+
+    ws.write_manifest("m.yaml", """
+        apiVersion: reconciler/v1
+        kind: ModelSet
+        metadata: {name: s}
+        spec:
+          models:
+            - {name: keep, source: ../files/keep.safetensors}
+        """)
+    write_lora_kohya(ws.files / "keep.safetensors", base="sdxl")
+    plan = ws.plan_json()
+    assert {a["name"]: a["action"] for a in plan["actions"]} == {"keep": "create", "other": "delete"}
     assert ws.apply().exit_code == 0
     assert src.exists(), "an in-place file is never deleted"
+    assert [r.name for r in records(ws)] == ["keep"]
 
 
 def test_repair_missing_and_changed_files(studio):
@@ -312,7 +329,7 @@ def test_existing_foreign_file_is_not_overwritten(studio):
 
 def test_declared_sha256_is_verified(studio):
     text = (studio.manifests / "studio.yaml").read_text().replace(
-        "description: the base", "description: the base\n      sha256: " + "0" * 64)
+        "description: the base", "description: the base\n      sha256: '" + "0" * 64 + "'")
     (studio.manifests / "studio.yaml").write_text(text)
     result = studio.apply()
     assert result.exit_code == 1 and "sha256 mismatch" in result.stderr
