@@ -57,7 +57,7 @@ STATE_SUFFIX = ".part.json"
 STATE_VERSION = 1
 SAVE_EVERY_BYTES = 8 * 2**20
 SAVE_EVERY_SECONDS = 0.5
-HASH_READ = 8 * 2**20
+HASH_READ = 2**20
 
 
 class RangeIgnored(Exception):
