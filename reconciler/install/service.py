@@ -7,20 +7,34 @@ are added by later layers onto the same service.
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 import logging
 import os
+import threading
+import time
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Optional
 
 from reconciler.configs import FileState, ModelConfigBase, new_model_key, validate_config
-from reconciler.errors import InstallError, SourceNotFoundError, UnknownModelException
-from reconciler.events import EventBus
+from reconciler.errors import (
+    InstallError,
+    SourceNotFoundError,
+    UnknownJobIDException,
+    UnknownModelException,
+)
+from reconciler.events import Event, EventBus
 from reconciler.install.copy import discard, move_into_place, prune_empty_parents, stage_copy
+from reconciler.install.jobs import InstallStatus, ModelInstallJob
 from reconciler.install.paths import install_destination, is_inside, record_path, resolve_model_path
+from reconciler.install.tokens import token_for
 from reconciler.probe.hashing import fast_hash, file_states
 from reconciler.probe.probe import probe_model
 from reconciler.settings import AppSettings
+from reconciler.sources.base import LocalModelSource, ModelSource
+from reconciler.sources.parse import parse_source
 from reconciler.store.base import ModelRecordServiceBase
 
 log = logging.getLogger(__name__)
@@ -63,6 +77,11 @@ class ModelInstallService:
         self.session = session
         self.event_bus = event_bus or EventBus()
         self._started = False
+        self._jobs: dict[int, ModelInstallJob] = {}
+        self._jobs_lock = threading.Lock()
+        self._ids = itertools.count(1)
+        self._executor: Optional[ThreadPoolExecutor] = None
+        self._own_queue = False
 
     # --- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -71,8 +90,243 @@ class ModelInstallService:
         self._started = True
 
     def stop(self) -> None:
-        """Stop background work (none for local installs)."""
+        """Stop the install workers (unfinished downloads keep their partial files)."""
         self._started = False
+        if self._executor is not None:
+            self._executor.shutdown(wait=True, cancel_futures=False)
+            self._executor = None
+        if self._own_queue and self.download_queue is not None:
+            self.download_queue.stop()
+            self.download_queue = None
+            self._own_queue = False
+
+    # --- the seed's job API --------------------------------------------------------------------
+    def heuristic_import(
+        self, source: str, config: Optional[Mapping[str, Any]] = None, access_token: Optional[str] = None
+    ) -> ModelInstallJob:
+        """Install from a source string in any of the forms `parse_source` accepts."""
+        parsed = parse_source(source)
+        if access_token and hasattr(parsed, "access_token"):
+            parsed = parsed.model_copy(update={"access_token": access_token})
+        return self.import_model(parsed, config)
+
+    def import_model(
+        self,
+        source: ModelSource | str,
+        config: Optional[Mapping[str, Any]] = None,
+        *,
+        resolved: Any = None,
+        replace_key: Optional[str] = None,
+    ) -> ModelInstallJob:
+        """Start installing ``source`` in the background; returns its job at once.
+
+        ``resolved`` (a ResolvedSource, e.g. from the lock file) pins exactly which files
+        download; ``replace_key`` makes the job replace that record's files, keeping its key.
+        """
+        if isinstance(source, str):
+            source = parse_source(source)
+        inplace = bool(isinstance(source, LocalModelSource) and source.inplace)
+        job = ModelInstallJob(id=next(self._ids), source=source, config_in=dict(config or {}), inplace=inplace,
+                              replace_key=replace_key)
+        job._resolved = resolved
+        with self._jobs_lock:
+            self._jobs[job.id] = job
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(max_workers=max(2, self.app_config.max_parallel_dl),
+                                                    thread_name_prefix="install")
+            executor = self._executor
+        self._emit("model_install_waiting", id=job.id, source=str(source))
+        executor.submit(self._run_job, job)
+        return job
+
+    def list_jobs(self) -> list[ModelInstallJob]:
+        with self._jobs_lock:
+            return list(self._jobs.values())
+
+    def get_job_by_id(self, id: int) -> ModelInstallJob:
+        with self._jobs_lock:
+            try:
+                return self._jobs[id]
+            except KeyError:
+                raise UnknownJobIDException(f"no install job has id {id}") from None
+
+    def get_job_by_source(self, source: ModelSource | str) -> list[ModelInstallJob]:
+        text = str(parse_source(source) if isinstance(source, str) else source)
+        return [job for job in self.list_jobs() if str(job.source) == text]
+
+    def wait_for_job(self, job: ModelInstallJob, timeout: Optional[float] = None) -> ModelInstallJob:
+        """Block until ``job`` ends; TimeoutError after ``timeout`` seconds."""
+        if not job._done.wait(timeout):
+            raise TimeoutError(f"install job {job.id} ({job.source}) did not finish within {timeout} s")
+        return job
+
+    def wait_for_installs(self, timeout: Optional[float] = None) -> dict[str, ModelInstallJob]:
+        """Block until every job ends; returns source -> job. TimeoutError after ``timeout`` s."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for job in self.list_jobs():
+            left = None if deadline is None else max(0.0, deadline - time.monotonic())
+            self.wait_for_job(job, left)
+        return {str(job.source): job for job in self.list_jobs()}
+
+    def cancel_job(self, job: ModelInstallJob) -> None:
+        """Cancel a job that has not finished; its partial downloads are removed."""
+        if job.in_terminal_state:
+            return
+        job.status = InstallStatus.CANCELLED
+        download = job._download_job
+        if download is not None and self.download_queue is not None:
+            self.download_queue.cancel_job(download)
+
+    def prune_jobs(self) -> None:
+        """Forget jobs that have ended."""
+        with self._jobs_lock:
+            for job_id in [i for i, j in self._jobs.items() if j.in_terminal_state]:
+                del self._jobs[job_id]
+
+    def _run_job(self, job: ModelInstallJob) -> None:
+        try:
+            if job.cancelled:
+                return
+            if isinstance(job.source, LocalModelSource):
+                job.status = InstallStatus.RUNNING
+                self._emit("model_install_running", id=job.id, source=str(job.source))
+                key = self._install_local_job(job)
+            else:
+                key = self._install_remote_job(job)
+            if job.cancelled:
+                return
+            job.config_out = self.record_store.get_model(key)
+            job.status = InstallStatus.COMPLETED
+            self._emit("model_install_completed", id=job.id, source=str(job.source), key=key,
+                       total_bytes=job.total_bytes)
+        except BaseException as exc:  # noqa: BLE001 - a job reports its failure, the worker lives on
+            if not job.cancelled:
+                job.set_error(exc)
+                log.debug("install job %s failed", job.id, exc_info=True)
+                self._emit("model_install_error", id=job.id, source=str(job.source), error_type=job.error_type,
+                           error=job.error)
+        finally:
+            if job.cancelled:
+                self._emit("model_install_cancelled", id=job.id, source=str(job.source))
+            job._done.set()
+
+    def _install_local_job(self, job: ModelInstallJob) -> str:
+        path = Path(job.source.path)
+        job.local_path = path
+        job.total_bytes = _size(path) if path.exists() else 0
+        if job.replace_key:
+            return self.reinstall_path(job.replace_key, path, job.config_in).key
+        if job.inplace:
+            return self.register_path(path, job.config_in)
+        return self.install_path(path, job.config_in)
+
+    def _install_remote_job(self, job: ModelInstallJob) -> str:
+        from reconciler.download import DownloadPart, MultiFileDownloadJob
+
+        resolved = job._resolved or self.resolve(job.source)
+        job._resolved = resolved
+        staging = self.app_config.tmp_dir / _staging_name(str(job.source), resolved.revision)
+        job.local_path = staging
+        job.total_bytes = resolved.download_bytes
+        parts = [DownloadPart(url=f.url, dest_relpath=f.dest, expected_size=f.size, expected_sha256=f.sha256)
+                 for f in resolved.files]
+        queue = self._queue()
+
+        def on_progress(event: Event) -> None:
+            job.bytes = int(event.payload.get("bytes") or 0)
+            job.total_bytes = int(event.payload.get("total_bytes") or job.total_bytes)
+            self._emit("model_install_downloading", id=job.id, source=str(job.source), local_path=str(staging),
+                       bytes=job.bytes, total_bytes=job.total_bytes,
+                       parts=[p.progress() for p in download.parts])
+
+        download = MultiFileDownloadJob(source=str(job.source), destination=staging, parts=parts,
+                                        access_token=token_for(job.source), event_handlers=[on_progress])
+        job._download_job = download
+        job.status = InstallStatus.DOWNLOADING
+        queue.submit_download_job(download)
+        queue.wait_for_job(download)
+        if job.cancelled:
+            raise InstallError("cancelled")
+        if download.error is not None:
+            raise download.error
+        if str(download.status.value if hasattr(download.status, "value") else download.status) != "completed":
+            raise InstallError(f"download of {job.source} ended as {download.status}")
+        job.status = InstallStatus.RUNNING
+        self._emit("model_install_running", id=job.id, source=str(job.source), local_path=str(staging))
+        model_path = staging / resolved.files[0].dest if resolved.single_file else staging
+        config = dict(job.config_in)
+        config.setdefault("name", resolved.name_hint)
+        config.setdefault("source", str(job.source))
+        config.setdefault("source_revision", resolved.revision)
+        if resolved.metadata is not None:
+            config.setdefault("source_api_response", resolved.metadata.model_dump_json())
+        digests = {("" if resolved.single_file else f.dest): f.sha256 for f in resolved.files if f.sha256}
+        try:
+            key = self._install_staged(model_path, config, digests, job.replace_key)
+        finally:
+            discard(staging)
+        if self.metadata_store is not None and resolved.metadata is not None:
+            try:
+                self.metadata_store.add_metadata(key, resolved.metadata)
+            except Exception:  # noqa: BLE001 - metadata is a bonus, the model is installed
+                log.warning("could not save metadata of %s", job.source, exc_info=True)
+        return key
+
+    def resolve(self, source: ModelSource) -> Any:
+        """Resolve a remote source to its revision and files (network)."""
+        from reconciler.sources.resolve import resolve_source
+
+        return resolve_source(source, self.app_config, session=self.session, token=token_for(source))
+
+    def _queue(self) -> Any:
+        with self._jobs_lock:
+            if self.download_queue is None:
+                from reconciler.download import DownloadQueueService
+
+                s = self.app_config
+                self.download_queue = DownloadQueueService(
+                    max_parallel_dl=s.max_parallel_dl, requests_session=self.session,
+                    connections_per_file=s.connections_per_file, min_segment_size=s.min_segment_size,
+                    limit_rate=s.limit_rate, download_retries=s.download_retries, download_timeout=s.download_timeout,
+                )
+                self._own_queue = True
+            return self.download_queue
+
+    def _install_staged(self, model_path: Path, config: Mapping[str, Any], digests: Mapping[str, str],
+                        replace_key: Optional[str]) -> str:
+        """Move downloaded files (already under tmp/) into place and write the record."""
+        data, _ = self.probe(model_path, config)
+        data.pop("key", None)
+        dest = install_destination(self.models_dir, data["base"], data["type"], data["name"], model_path)
+        old = self.record_store.get_model(replace_key) if replace_key else None
+        if old is None and dest.exists() and not self.record_store.search_by_path(record_path(self.models_dir, dest)):
+            raise InstallError(f"{dest} already exists and no record owns it; refusing to overwrite it")
+        displaced = move_into_place(model_path, dest, self.app_config.tmp_dir)
+        try:
+            data.update(path=record_path(self.models_dir, dest), inplace=False, hash=fast_hash(dest))
+            states = _with_sha256(file_states(dest), digests)
+            if old is None:
+                key = self._add_record(str(data.pop("key", None) or new_model_key()), data, states)
+            else:
+                merged = {**old.model_dump(exclude={"key"}), **data}
+                for stale in PROBED_KEYS:
+                    if stale not in data:
+                        merged.pop(stale, None)
+                self.record_store.update_model(old.key, validate_config({**merged, "key": old.key}))
+                self.record_store.set_files(old.key, states)
+                key = old.key
+                old_path = resolve_model_path(self.models_dir, old)
+                if not old.inplace and old_path.absolute() != dest.absolute() and is_inside(old_path, self.models_dir):
+                    discard(old_path)
+                    prune_empty_parents(old_path, self.models_dir)
+        except BaseException:
+            if displaced is not None and not dest.exists():
+                os.replace(displaced, dest)
+                displaced = None
+            raise
+        finally:
+            discard(displaced)
+        return key
 
     @property
     def models_dir(self) -> Path:
@@ -233,6 +487,11 @@ class ModelInstallService:
 
 def _with_sha256(states: list[FileState], digests: Mapping[str, str]) -> list[FileState]:
     return [s.model_copy(update={"sha256": digests.get(s.path)}) if s.path in digests else s for s in states]
+
+
+def _staging_name(source: str, revision: Optional[str]) -> str:
+    """A stable staging folder per source and revision, so a killed apply resumes."""
+    return "dl-" + hashlib.sha256(f"{source}@{revision}".encode()).hexdigest()[:20]
 
 
 def _size(path: Path) -> int:
