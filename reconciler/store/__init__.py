@@ -1,4 +1,4 @@
-"""The record store: model config records, their tags and per-file states.
+"""The record store: model config records, their tags and per-file states; repository metadata.
 
 ``open_record_store(path)`` picks the backend by extension (``.db`` -> SQLite,
 ``.yaml`` -> YAML file); see :class:`ModelRecordServiceBase` for the interface.
@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from reconciler.store.base import ModelRecordServiceBase
+from reconciler.store.metadata import ModelMetadataStore
 from reconciler.store.sql import ModelRecordServiceSQL
 from reconciler.store.yamlfile import ModelRecordServiceFile
 
@@ -18,4 +19,10 @@ def open_record_store(path: Path | str) -> ModelRecordServiceBase:
     return ModelRecordServiceBase.from_db_file(path)
 
 
-__all__ = ["ModelRecordServiceBase", "ModelRecordServiceFile", "ModelRecordServiceSQL", "open_record_store"]
+__all__ = [
+    "ModelMetadataStore",
+    "ModelRecordServiceBase",
+    "ModelRecordServiceFile",
+    "ModelRecordServiceSQL",
+    "open_record_store",
+]

@@ -19,6 +19,9 @@ MigrationStep = Callable[[sqlite3.Connection], None]
 
 # Tables every migrated database has; a file lacking them is not one of ours.
 REQUIRED_TABLES = frozenset({"schema_version", "store_meta", "models", "model_tags", "model_files"})
+# Tables of the metadata store (version 2); checked by ModelMetadataStore, not by the record store,
+# so that a test (or plugin) running only the first steps still opens.
+METADATA_TABLES = frozenset({"model_metadata", "tags", "metadata_tags"})
 
 _V1_STATEMENTS = (
     """CREATE TABLE IF NOT EXISTS schema_version (
@@ -74,8 +77,50 @@ def _v1_create_tables(conn: sqlite3.Connection) -> None:
     conn.execute("INSERT INTO store_meta (id, lineage, serial) VALUES (1, ?, 0)", (uuid.uuid4().hex,))
 
 
+_V2_STATEMENTS = (
+    """CREATE TABLE model_metadata (
+        model_key TEXT PRIMARY KEY REFERENCES models (key) ON DELETE CASCADE,
+        type TEXT NOT NULL,
+        name TEXT NOT NULL,
+        author TEXT NOT NULL DEFAULT '',
+        metadata TEXT NOT NULL,
+        created_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now')),
+        updated_at TEXT NOT NULL DEFAULT (strftime('%Y-%m-%dT%H:%M:%fZ', 'now'))
+    )""",
+    "CREATE INDEX model_metadata_name ON model_metadata (name COLLATE NOCASE)",
+    "CREATE INDEX model_metadata_author ON model_metadata (author COLLATE NOCASE)",
+    """CREATE TABLE tags (
+        tag_id INTEGER PRIMARY KEY,
+        tag_text TEXT NOT NULL UNIQUE
+    )""",
+    """CREATE TABLE metadata_tags (
+        model_key TEXT NOT NULL REFERENCES model_metadata (model_key) ON DELETE CASCADE,
+        tag_id INTEGER NOT NULL REFERENCES tags (tag_id) ON DELETE CASCADE,
+        PRIMARY KEY (model_key, tag_id)
+    )""",
+    "CREATE INDEX metadata_tags_tag ON metadata_tags (tag_id)",
+    # a tag no model has any more goes too (also when the link went by ON DELETE CASCADE)
+    """CREATE TRIGGER metadata_tags_drop_unused AFTER DELETE ON metadata_tags
+    BEGIN
+        DELETE FROM tags WHERE tag_id = OLD.tag_id
+            AND NOT EXISTS (SELECT 1 FROM metadata_tags WHERE tag_id = OLD.tag_id);
+    END""",
+)
+
+
+def _v2_metadata_tables(conn: sqlite3.Connection) -> None:
+    """Repository metadata (reconciler.store.metadata): one row per model, tags normalised.
+
+    ``model_metadata.model_key`` references ``models.key`` with ON DELETE CASCADE, so
+    deleting a record deletes its metadata and (through ``metadata_tags``) its tag links.
+    """
+    for statement in _V2_STATEMENTS:
+        conn.execute(statement)
+
+
 MIGRATIONS: list[tuple[int, MigrationStep]] = [
     (1, _v1_create_tables),
+    (2, _v2_metadata_tables),
 ]
 
 
@@ -137,4 +182,4 @@ def _refuse_newer(found: int, latest: int, where: str) -> None:
         )
 
 
-__all__ = ["MIGRATIONS", "MigrationStep", "REQUIRED_TABLES", "current_version", "latest_version", "migrate", "table_names"]
+__all__ = ["METADATA_TABLES", "MIGRATIONS", "MigrationStep", "REQUIRED_TABLES", "current_version", "latest_version", "migrate", "table_names"]
