@@ -21,10 +21,12 @@ be saved).  A single-stream download hashes everything from memory.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import hashlib
 import json
 import logging
 import os
+import queue
 import re
 import socket
 import threading
@@ -58,6 +60,15 @@ STATE_VERSION = 1
 SAVE_EVERY_BYTES = 8 * 2**20
 SAVE_EVERY_SECONDS = 0.5
 HASH_READ = 2**20
+WRITEBACK_EVERY = 16 * 2**20
+BUFFERS_PER_CONNECTION = 4
+# Adaptive segmentation (see FileDownload): a file of at least ADAPTIVE_MIN_SIZE starts on
+# one connection; after SPLIT_AFTER seconds of body bytes, a rate under SPLIT_BELOW splits
+# the rest over the other connections.  One loopback/LAN stream beats eight (no contention
+# for two cores, one sequential write); a server capped per connection rewards splitting.
+ADAPTIVE_MIN_SIZE = 64 * 2**20
+SPLIT_AFTER = 0.25
+SPLIT_BELOW = 200 * 2**20
 
 
 class RangeIgnored(Exception):
@@ -179,34 +190,263 @@ def _strong_etag(etag: str | None) -> str | None:
 
 
 class _Hasher:
-    """sha256 of the contiguous prefix, fed from memory when possible (see module doc)."""
+    """sha256 of the contiguous prefix, computed on a helper thread (see module doc).
 
-    def __init__(self) -> None:
+    Streams :meth:`offer` the buffer they just wrote; a buffer is queued only when it
+    starts exactly where the queued bytes end (the segment holding the frontier), else it
+    is declined and the bytes are read back later.  :meth:`catch_up` queues read-backs of
+    bytes already on disk.  One consumer thread hashes the queue in order, so hashing
+    (which releases the GIL) runs beside recv/write on another core, and the queue's bound
+    (plus each stream's small buffer pool) keeps memory flat.
+    """
+
+    def __init__(self, fd: int, depth: int = 8) -> None:
         self.h = hashlib.sha256()
-        self.upto = 0
+        self.fd = fd
+        self.upto = 0  # hashed so far (written by the hash thread only)
+        self.queued = 0  # end of the bytes handed to the hash thread
+        self.error: BaseException | None = None
+        self._order = threading.Lock()  # reserve-and-put is atomic: the queue stays in file order
+        self._q: queue.Queue[tuple[int, memoryview | int | None, Callable[[], None] | None] | None] = \
+            queue.Queue(maxsize=depth)
+        self._closed = False
+        self._abort = False
+        self._thread = threading.Thread(target=self._run, daemon=True, name="dl-sha256")
+        self._thread.start()
+
+    def offer(self, offset: int, data: memoryview, release: Callable[[], None]) -> bool:
+        """Queue ``data`` (at ``offset``, already written) if it extends the queued prefix.
+
+        True means the hash thread now owns the buffer and calls ``release`` when done.
+        """
+        if offset != self.queued or self._closed:  # unlocked peek; re-checked below
+            return False
+        with self._order:
+            if offset != self.queued or self._closed:
+                return False
+            self.queued = offset + len(data)
+            self._q.put((offset, data, release))
+        return True
+
+    def catch_up(self, frontier: int, block: bool = False) -> None:
+        """Queue a read-back of ``[queued, frontier)`` (bytes already written by any stream)."""
+        with self._order:
+            start = self.queued
+            if start >= frontier or self._closed:
+                return
+            try:
+                self._q.put((start, frontier - start, None), block=block)
+            except queue.Full:
+                return
+            self.queued = frontier
+
+    def reset(self) -> None:
+        """Start over from byte 0 (a server without Range forced a restart)."""
+        with self._order:
+            self.queued = 0
+            self._q.put((-1, None, None))
+
+    def finish(self, size: int) -> str:
+        """Hash up to ``size`` and return the hex digest."""
+        self.catch_up(size, block=True)
+        self._shutdown(abort=False)
+        if self.error is not None:
+            raise self.error
+        if self.upto != size:
+            raise DownloadError(f"hashed {self.upto} of {size} bytes")
+        return self.h.hexdigest()
+
+    def close(self) -> None:
+        """Stop the hash thread (pending buffers are released, not hashed); idempotent."""
+        self._shutdown(abort=True)
+
+    def _shutdown(self, abort: bool) -> None:
+        with self._order:
+            if abort:
+                self._abort = True
+            if not self._closed:
+                self._closed = True
+                self._q.put(None)
+        self._thread.join()
+
+    def _run(self) -> None:
+        while True:
+            item = self._q.get()
+            if item is None:
+                return
+            offset, data, release = item
+            try:
+                if self.error is not None or self._abort:
+                    continue
+                if offset < 0:
+                    self.h, self.upto = hashlib.sha256(), 0
+                elif isinstance(data, memoryview):
+                    if offset == self.upto:
+                        self.h.update(data)
+                        self.upto = offset + len(data)
+                elif isinstance(data, int):
+                    self._read_back(offset, data)
+            except BaseException as exc:  # noqa: BLE001 - reported by finish()
+                self.error = exc
+            finally:
+                if release is not None:
+                    release()
+
+    def _read_back(self, start: int, n: int) -> None:
+        if start != self.upto:
+            raise DownloadError(f"hash read-back at {start}, expected {self.upto}")
+        end = start + n
+        pos = start
+        buf = bytearray(HASH_READ)
+        view = memoryview(buf)
+        while pos < end:
+            if self._abort:
+                return
+            want = min(HASH_READ, end - pos)
+            got = os.preadv(self.fd, [view[:want]], pos)
+            if got <= 0:
+                raise DownloadError("partial file shrank while hashing")
+            self.h.update(view[:got])
+            pos += got
+            self.upto = pos
+
+
+class _SplitWatch:
+    """The one-shot rate check of an adaptive download: after ``after`` seconds of body
+    bytes, is the single stream slower than ``below`` bytes/s (and not held back by our
+    own ``limit_rate``, which more connections would not beat)?"""
+
+    def __init__(self, after: float, below: int, cap: int | None) -> None:
+        self.after = after
+        self.below = below
+        self.cap = cap
+        self.t0: float | None = None
+        self.bytes = 0
+        self.decided = False
         self.lock = threading.Lock()
 
-    def feed(self, offset: int, data: memoryview | bytes) -> None:
+    def observe(self, n: int) -> bool:
+        """Count ``n`` more bytes (the clock starts at the first chunk); True once, when a split is due."""
         with self.lock:
-            if offset == self.upto:
-                self.h.update(data)
-                self.upto += len(data)
+            if self.decided:
+                return False
+            now = time.monotonic()
+            if self.t0 is None:
+                self.t0 = now
+                return False
+            self.bytes += n
+            elapsed = now - self.t0
+            if elapsed < self.after:
+                return False
+            self.decided = True
+            rate = self.bytes / elapsed
+            if self.cap is not None and rate >= 0.8 * self.cap:
+                return False
+            return rate < self.below
 
-    def catch_up(self, fd: int, frontier: int, stop: Callable[[], bool] = lambda: False) -> None:
-        """Hash bytes already on disk up to ``frontier`` (all of them written)."""
-        while not stop():
-            with self.lock:
-                start = self.upto
-            if start >= frontier:
-                return
-            n = min(HASH_READ, frontier - start)
-            data = os.pread(fd, n, start)
-            if len(data) != n:
-                raise DownloadError("partial file shrank while hashing")
-            with self.lock:
-                if self.upto == start:
-                    self.h.update(data)
-                    self.upto = start + n
+
+class _BufferPool:
+    """A worker's few reusable read buffers; a buffer comes back once written (and hashed)."""
+
+    def __init__(self, size: int, count: int = 4) -> None:
+        self.size = size
+        self._free: queue.SimpleQueue[memoryview] = queue.SimpleQueue()
+        for _ in range(count):
+            self._free.put(memoryview(bytearray(size)))
+
+    def take(self, halt: threading.Event) -> memoryview:
+        while True:
+            try:
+                return self._free.get(timeout=0.1)
+            except queue.Empty:
+                if halt.is_set():
+                    raise Interrupted() from None
+
+    def give(self, buf: memoryview) -> None:
+        self._free.put(buf)
+
+
+def _reader(resp: requests.Response) -> Callable[[memoryview], int]:
+    """A ``readinto`` for the body (see :class:`_DirectReader`), else urllib3's decoding ``read1``."""
+    direct = _DirectReader.for_response(resp)
+    if direct is not None:
+        return direct
+    raw = resp.raw
+
+    def slow(view: memoryview) -> int:
+        data = raw.read1(len(view))
+        view[:len(data)] = data
+        return len(data)
+
+    return slow
+
+
+class _DirectReader:
+    """Body bytes straight from the socket's buffered reader into our buffer.
+
+    For an identity, non-chunked body, one ``readinto1`` (at most one ``recv``) per call:
+    no bytes object per read and no copy, unlike urllib3's ``read1``.  ``readinto1`` and not
+    ``readinto`` because the latter loops until the buffer is full and loses what it had
+    when the connection then resets: a resume must start at the last byte received.  The
+    http.client response's remaining length is kept exactly as its own ``readinto`` keeps
+    it, so keep-alive and ``isclosed()`` behave as usual.
+    """
+
+    def __init__(self, hr: Any) -> None:
+        self.hr = hr
+
+    @classmethod
+    def for_response(cls, resp: requests.Response) -> _DirectReader | None:
+        enc = (resp.headers.get("Content-Encoding") or "identity").strip().lower()
+        hr = getattr(resp.raw, "_fp", None)
+        fp = getattr(hr, "fp", None)
+        if (enc != "identity" or fp is None or not hasattr(fp, "readinto1") or getattr(hr, "chunked", True)
+                or not hasattr(hr, "_close_conn") or getattr(resp.raw, "_decoded_buffer", None)):
+            return None
+        return cls(hr)
+
+    def __call__(self, view: memoryview) -> int:
+        hr = self.hr
+        fp = hr.fp
+        if fp is None:
+            return 0
+        if hr.length is not None and len(view) > hr.length:
+            view = view[:hr.length]
+        if not len(view):
+            return 0
+        n = fp.readinto1(view)
+        if not n:
+            hr._close_conn()
+        elif hr.length is not None:
+            hr.length -= n
+            if not hr.length:
+                hr._close_conn()
+        return int(n)
+
+
+def _datasync(fd: int) -> None:
+    """fdatasync where there is one (the size is data for it), else fsync."""
+    getattr(os, "fdatasync", os.fsync)(fd)
+
+
+_libc: Any = None
+
+
+def _start_writeback(fd: int, offset: int, n: int) -> None:
+    """Ask the kernel to start writing ``[offset, offset+n)`` to disk now (Linux
+    ``sync_file_range(SYNC_FILE_RANGE_WRITE)``; a no-op elsewhere), so the fsync required
+    before the rename finds little left to do instead of stalling on the whole file."""
+    global _libc
+    if _libc is None:
+        try:
+            lib = ctypes.CDLL(None, use_errno=True)
+            fn = lib.sync_file_range
+            fn.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
+            _libc = fn
+        except (OSError, AttributeError):
+            _libc = False
+    if _libc:
+        _libc(fd, offset, n, 2)  # SYNC_FILE_RANGE_WRITE; errors only cost the optimisation
 
 
 @dataclass
@@ -250,6 +490,9 @@ class FileDownload:
         compute_sha256: bool = True,
         on_progress: Callable[[int, int | None], None] | None = None,
         on_dest: Callable[[Path], None] | None = None,
+        split_below: int | None = SPLIT_BELOW,
+        split_after: float = SPLIT_AFTER,
+        adaptive_min_size: int = ADAPTIVE_MIN_SIZE,
     ) -> None:
         self.session = session
         self.url = url
@@ -268,6 +511,10 @@ class FileDownload:
         self.want_hash = compute_sha256 or expected_sha256 is not None
         self.on_progress = on_progress or (lambda d, t: None)
         self.on_dest = on_dest or (lambda p: None)
+        self.split_below = split_below
+        self.split_after = split_after
+        self.adaptive_min_size = adaptive_min_size
+        self.split_done = False  # whether an adaptive split happened (tests, logs)
         self.fetched = 0
         self._halt = threading.Event()  # stop or a failed sibling segment
         self._save_lock = threading.Lock()
@@ -276,6 +523,7 @@ class FileDownload:
         self._responses: set[requests.Response] = set()
         self._resp_lock = threading.Lock()
         self._fetched_lock = threading.Lock()
+        self._watch: _SplitWatch | None = None
 
     # --- public ----------------------------------------------------------------------------
     def run(self) -> DownloadResult:
@@ -398,12 +646,20 @@ class FileDownload:
                 f"{redact_url(self.url)}: server reports {total} bytes, expected {self.expected_size}")
         if ranged and total is not None and first_end is not None:
             first_end = min(first_end, total)
-            segments = [Segment(0, first_end, 0)] + split_segments(first_end, total, self.min_segment_size)
+            if self._adaptive_for(total) and first_end < total:
+                segments = [Segment(0, first_end, 0), Segment(first_end, total, first_end)]
+            else:
+                segments = [Segment(0, first_end, 0)] + split_segments(first_end, total, self.min_segment_size)
         else:
             segments = [Segment(0, total if total is not None else -1, 0)]
         return PartState(url=redact_url(self.url), total_size=total if total is not None else -1,
                          etag=resp.headers.get("ETag"), last_modified=resp.headers.get("Last-Modified"),
                          segments=segments)
+
+    def _adaptive_for(self, total: int) -> bool:
+        """Whether a ranged file of ``total`` bytes starts on one connection and may split later."""
+        return (self.split_below is not None and self.connections > 1 and total >= self.adaptive_min_size
+                and total >= 2 * self.min_segment_size)
 
     def _halt_or_stop(self) -> threading.Event:
         return self._halt
@@ -416,6 +672,7 @@ class FileDownload:
         resumable = ranged and state.total_size >= 0
         fresh = first is not None
         fd = os.open(ppath, os.O_RDWR | os.O_CREAT | (os.O_TRUNC if fresh else 0), 0o644)
+        hasher: _Hasher | None = None
         try:
             if fresh and state.total_size > 0:
                 os.ftruncate(fd, state.total_size)  # sparse preallocation: pwrite anywhere
@@ -427,15 +684,23 @@ class FileDownload:
             already = state.done_bytes
             if already:
                 self.on_progress(already, total)
-            hasher = _Hasher() if self.want_hash else None
+            hasher = _Hasher(fd) if self.want_hash else None
             errors: list[BaseException] = []
             segs = state.segments
 
             pending = [s for s in segs if not s.done or s.end < 0]
             take_lock = threading.Lock()
+            threads: list[threading.Thread] = []
+            threads_lock = threading.Lock()
+            watch: _SplitWatch | None = None
+            if (ranged and total is not None and pending and len(pending) <= 2
+                    and self._splittable(pending[-1]) and self._adaptive_for(total)):
+                watch = _SplitWatch(self.split_after, self.split_below or 0,
+                                    self.bucket.rate if self.bucket.limited else None)
 
             def worker(initial: requests.Response | None) -> None:
                 box = [initial]
+                pool = _BufferPool(self.bucket.chunk_size(self.chunk_size), BUFFERS_PER_CONNECTION)
                 try:
                     while not self._halt.is_set():
                         with take_lock:
@@ -444,7 +709,7 @@ class FileDownload:
                             seg = pending.pop(0)
                         self.retry.run(
                             lambda seg=seg: self._fetch(fd, seg, box, state, spath if resumable else None,
-                                                        hasher, total, ranged),
+                                                        hasher, total, ranged, pool, split),
                             progress=lambda seg=seg: seg.pos, stop=self._halt)
                 except BaseException as exc:  # noqa: BLE001 - handed to the main thread
                     errors.append(exc)
@@ -453,24 +718,38 @@ class FileDownload:
                     if box[0] is not None:
                         box[0].close()
 
-            n_workers = min(self.connections if ranged else 1, len(pending))
+            def spawn(n: int, initial: requests.Response | None = None) -> None:
+                with threads_lock:
+                    for _ in range(n):
+                        t = threading.Thread(target=worker, args=(initial,), daemon=True,
+                                             name=f"dl-conn-{len(threads)}")
+                        initial = None
+                        threads.append(t)
+                        t.start()
+
+            def split(seg: Segment, n: int) -> None:
+                """Called by the one running stream after each chunk while ``watch`` is undecided."""
+                assert watch is not None
+                if not watch.observe(n):
+                    return
+                n = self._split(seg, segs, pending, take_lock)
+                if n:
+                    spawn(n)
+
+            n_workers = 1 if watch is not None else min(self.connections if ranged else 1, len(pending))
             use_first = first is not None and bool(pending) and pending[0].start == 0
-            threads = []
-            for i in range(n_workers):
-                t = threading.Thread(target=worker, args=(first if (use_first and i == 0) else None,),
-                                     daemon=True, name=f"dl-conn-{i}")
-                threads.append(t)
-                t.start()
+            spawn(n_workers, first if use_first else None)
             if first is not None and not use_first:
                 first.close()
+            self._watch = watch
             stop_seen = False
             while True:
-                alive = [t for t in threads if t.is_alive()]
+                with threads_lock:
+                    alive = [t for t in threads if t.is_alive()]
                 if not alive:
                     break
                 if hasher is not None:
-                    hasher.catch_up(fd, self._frontier(segs),
-                                    stop=lambda: self._halt.is_set() or self.stop.is_set())
+                    hasher.catch_up(self._frontier(segs))
                 alive[0].join(0.05)
                 if self.stop.is_set() and not stop_seen:
                     stop_seen = True
@@ -492,13 +771,14 @@ class FileDownload:
                     f"{redact_url(self.url)}: got {size} bytes, expected {self.expected_size}")
             digest = None
             if hasher is not None:
-                hasher.catch_up(fd, size)
-                digest = hasher.h.hexdigest()
+                digest = hasher.finish(size)
                 if self.expected_sha256 and digest != self.expected_sha256:
                     raise IntegrityError(
                         f"{redact_url(self.url)}: sha256 mismatch: got {digest}, expected {self.expected_sha256}")
-            os.fsync(fd)
+            _datasync(fd)
         finally:
+            if hasher is not None:
+                hasher.close()
             os.close(fd)
         os.replace(ppath, self.dest)
         with contextlib.suppress(FileNotFoundError):
@@ -511,6 +791,38 @@ class FileDownload:
                 os.close(dfd)
         return DownloadResult(self.dest, size, digest, self.fetched)
 
+    def _splittable(self, seg: Segment) -> bool:
+        return seg.end >= 0 and seg.end - seg.pos >= 2 * self.min_segment_size
+
+    def _split(self, seg: Segment, segs: list[Segment], pending: list[Segment], take_lock: threading.Lock) -> int:
+        """Split the remaining bytes into pieces for more connections; returns how many to add.
+
+        Runs on the thread streaming ``seg`` (so cutting ``seg.end`` races with no reader).
+        Pieces go into ``segs`` in file order (the hash frontier and the sidecar rely on it)
+        under the save lock, so a sidecar written at any moment describes every byte once.
+        """
+        with take_lock, self._save_lock:
+            if pending and self._splittable(pending[-1]):  # the big tail not started yet
+                big = pending.pop()
+                pieces = split_segments(big.pos, big.end, self.min_segment_size)
+                idx = next(i for i, s in enumerate(segs) if s is big)
+                segs[idx:idx + 1] = [Segment(big.start, pieces[0].end, big.pos)] + pieces[1:] \
+                    if big.pos > big.start else pieces
+                pending.extend(segs[idx:idx + len(pieces)])
+            elif self._splittable(seg):  # the running stream keeps one piece
+                pieces = split_segments(seg.pos, seg.end, self.min_segment_size)
+                seg.end = pieces[0].end
+                idx = next(i for i, s in enumerate(segs) if s is seg)
+                segs[idx + 1:idx + 1] = pieces[1:]
+                pending.extend(pieces[1:])
+            else:
+                return 0
+            self.split_done = True
+            add = min(self.connections - 1, len(pending))
+        log.info("%s: one stream is slow; splitting the rest over %d more connections",
+                 redact_url(self.url), add)
+        return add
+
     @staticmethod
     def _frontier(segs: list[Segment]) -> int:
         for s in segs:
@@ -519,7 +831,8 @@ class FileDownload:
         return segs[-1].end if segs else 0
 
     def _fetch(self, fd: int, seg: Segment, box: list[requests.Response | None], state: PartState,
-               spath: Path | None, hasher: _Hasher | None, total: int | None, ranged: bool) -> None:
+               spath: Path | None, hasher: _Hasher | None, total: int | None, ranged: bool,
+               pool: _BufferPool, split: Callable[[Segment, int], None]) -> None:
         """One try at the rest of ``seg``: open (or reuse) a response, stream into the file."""
         if self._halt.is_set():
             raise Interrupted()
@@ -530,8 +843,7 @@ class FileDownload:
                 self.on_progress(-seg.pos, total)
                 seg.pos = 0
                 if hasher is not None:
-                    with hasher.lock:
-                        hasher.h, hasher.upto = hashlib.sha256(), 0
+                    hasher.reset()
             headers: dict[str, str] = {}
             if ranged:
                 headers["Range"] = f"bytes={seg.pos}-{seg.end - 1}" if seg.end >= 0 else f"bytes={seg.pos}-"
@@ -548,7 +860,7 @@ class FileDownload:
         with self._resp_lock:
             self._responses.add(resp)
         try:
-            self._stream(fd, seg, resp, state, spath, hasher, total)
+            self._stream(fd, seg, resp, state, spath, hasher, total, pool, split)
             if seg.end >= 0 and _fully_read(resp):
                 resp._content_consumed = True  # keep-alive: hand the connection back to the pool
                 resp.raw.release_conn()
@@ -559,47 +871,67 @@ class FileDownload:
             box[0] = None
 
     def _stream(self, fd: int, seg: Segment, resp: requests.Response, state: PartState,
-                spath: Path | None, hasher: _Hasher | None, total: int | None) -> None:
-        raw = resp.raw
-        chunk = self.bucket.chunk_size(self.chunk_size)
+                spath: Path | None, hasher: _Hasher | None, total: int | None, pool: _BufferPool,
+                split: Callable[[Segment, int], None]) -> None:
+        """Read into pooled buffers, pwrite, hand each buffer to the hasher; see module doc."""
+        readinto = _reader(resp)
+        chunk = pool.size
         first = seg.pos == 0
         expected_len = None
         cl = resp.headers.get("Content-Length")
         if cl and cl.isdigit():
             expected_len = int(cl)
         received = 0
+        flushed = seg.pos  # start of the range not yet handed to writeback
+        watching = self._watch is not None
         while seg.end < 0 or seg.pos < seg.end:
             if self._halt.is_set():
                 raise Interrupted()
-            want = chunk if seg.end < 0 else min(chunk, seg.end - seg.pos)
+            want = chunk
+            if seg.end >= 0:
+                want = min(want, seg.end - seg.pos)
+            buf = pool.take(self._halt)
             try:
-                data = raw.read1(want)
+                n = readinto(buf[:want])
             except Exception as exc:  # urllib3 ProtocolError/ReadTimeoutError, OSError
+                pool.give(buf)
                 if self._halt.is_set():
                     raise Interrupted() from None
                 raise network_error(exc, self.url, self.token) from None
-            if not data:
+            if not n:
+                pool.give(buf)
                 break
+            view = buf[:n]
             if first:
                 first = False
-                if looks_like_html(None, data):
+                if looks_like_html(None, bytes(view[:512])):
+                    pool.give(buf)
                     raise html_error(self.url, self.token)
-            n = len(data)
             off = seg.pos
-            view = memoryview(data)
             written = 0
-            while written < n:
-                written += os.pwrite(fd, view[written:], off + written)
+            try:
+                while written < n:
+                    written += os.pwrite(fd, view[written:], off + written)
+            except BaseException:
+                pool.give(buf)
+                raise
             seg.pos = off + n
             received += n
+            if hasher is None or not hasher.offer(off, view, lambda buf=buf: pool.give(buf)):
+                pool.give(buf)
             with self._fetched_lock:
                 self.fetched += n
-            if hasher is not None:
-                hasher.feed(off, view)
             self.on_progress(n, total)
+            if seg.pos - flushed >= WRITEBACK_EVERY:
+                _start_writeback(fd, flushed, seg.pos - flushed)
+                flushed = seg.pos
             if spath is not None:
                 self._maybe_save(state, spath, n)
-            self.bucket.consume(n, self._halt)
+            if self.bucket.limited:
+                self.bucket.consume(n, self._halt)
+            if watching:
+                split(seg, n)
+                watching = self._watch is not None and not self._watch.decided
         if seg.end >= 0 and seg.pos < seg.end:
             if self._halt.is_set():
                 raise Interrupted()
