@@ -1,0 +1,69 @@
+"""resolve_source: any remote source -> ResolvedSource, with endpoints and tokens from one place.
+
+Tokens: a source's own ``access_token`` first; else Hugging Face's ``huggingface_hub.get_token()``
+(``HF_TOKEN``, then the stored ``hf auth login`` token) and Civitai's ``CIVITAI_API_TOKEN``.
+Endpoints come from :class:`AppSettings` (``hf_endpoint`` falls back to huggingface_hub's
+``constants.ENDPOINT``, i.e. ``HF_ENDPOINT`` as read at its import).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Optional
+
+import requests
+
+from reconciler.errors import SourceError
+from reconciler.settings import AppSettings
+from reconciler.sources.base import (
+    CivitaiModelSource,
+    HFModelSource,
+    LocalModelSource,
+    ModelSource,
+    URLModelSource,
+)
+from reconciler.sources.civitai import resolve_civitai
+from reconciler.sources.huggingface import resolve_hf
+from reconciler.sources.resolved import ResolvedSource
+from reconciler.sources.url import resolve_url
+
+CIVITAI_TOKEN_ENV = "CIVITAI_API_TOKEN"
+
+
+def hf_token() -> Optional[str]:
+    """HF_TOKEN, else huggingface_hub's stored login; None when neither is set."""
+    from huggingface_hub import get_token
+
+    return get_token() or None
+
+
+def hf_endpoint(settings: AppSettings) -> str:
+    """The Hugging Face endpoint to use: the settings', else huggingface_hub's default."""
+    if settings.hf_endpoint:
+        return settings.hf_endpoint.rstrip("/")
+    from huggingface_hub import constants
+
+    return str(constants.ENDPOINT).rstrip("/")
+
+
+def resolve_source(source: ModelSource, settings: AppSettings, session: Optional[requests.Session] = None,
+                   revision: Optional[str] = None) -> ResolvedSource:
+    """Resolve a remote source; ``revision`` (a locked commit) overrides a Hugging Face source's.
+
+    Local sources are not resolved here (they need no network): SourceError.
+    """
+    timeout = settings.download_timeout
+    if isinstance(source, HFModelSource):
+        token = source.access_token or hf_token()
+        return resolve_hf(source, hf_endpoint(settings), token, revision=revision, timeout=timeout)
+    if isinstance(source, CivitaiModelSource):
+        token = source.access_token or os.environ.get(CIVITAI_TOKEN_ENV) or None
+        return resolve_civitai(source, settings.civitai_endpoint, token, session, timeout=timeout)
+    if isinstance(source, URLModelSource):
+        return resolve_url(source, session, source.access_token, timeout=timeout)
+    if isinstance(source, LocalModelSource):
+        raise SourceError(f"local source {source} needs no resolving (resolve_source takes remote sources)")
+    raise SourceError(f"unknown source type {type(source).__name__}")
+
+
+__all__ = ["CIVITAI_TOKEN_ENV", "hf_endpoint", "hf_token", "resolve_source"]
