@@ -257,5 +257,34 @@ def schema(state: CliState, out_dir: Path) -> None:
             click.echo(f"wrote {path}")
 
 
+@main.command("import")
+@click.argument("directory", required=False, type=click.Path(path_type=Path))
+@click.option("--set", "set_name", default="imported", show_default=True,
+              help="Name of the ModelSet that declares the models.")
+@click.option("--out", "out_file", type=click.Path(path_type=Path, dir_okay=False),
+              help="Manifest file to write, or to add to (comments and order kept) [default: print to stdout].")
+@click.pass_obj
+@handle_errors
+def import_models(state: CliState, directory: Optional[Path], set_name: str, out_file: Optional[Path]) -> None:
+    """Write a manifest declaring the models in DIR [default: the models dir] and the store's unmanaged ones."""
+    from reconciler.reconcile.api import manifest_paths
+    from reconciler.reconcile.importer import import_manifest
+    from reconciler.reconcile.services import open_services
+
+    with open_services(state.settings, create=False) as services:
+        result = import_manifest(services.installer, directory, set_name=set_name, out=out_file,
+                                 also_read=manifest_paths((), state.settings))
+    if not state.quiet:
+        for path, why in result.skipped:
+            click.echo(f"Warning: skipped {path}: {' '.join(why.split())}", err=True)
+    if out_file is None:
+        click.echo(result.text, nl=False)
+    if not state.quiet:
+        where = f" to {out_file}" if result.written else ("" if out_file is None else f"; {out_file} is unchanged")
+        click.echo(f"Declared {len(result.added)} model(s) in set '{set_name}'{where} "
+                   f"({result.already_declared} already declared, {len(result.skipped)} skipped).",
+                   err=out_file is None)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
