@@ -2,8 +2,9 @@
 
 A ``HEAD`` request (redirects followed) tells name, size and ETag; a server that refuses
 ``HEAD`` (405/501, or 403 as some presigned-URL stores answer) is asked a ranged
-``GET bytes=0-0`` instead.  The name comes from Content-Disposition, else the last part of
-the final URL's path, else the original URL's, sanitised to one path component.  The
+``GET bytes=0-0`` instead.  The name comes from Content-Disposition; else from the URL asked
+for when its last path part is a model file name (``x.safetensors``); else from the URL
+after redirects (a mirror's short link); sanitised to one path component.  The
 ETag is the revision (a changed ETag means new bytes).  An HTML page where a model file
 was expected (a login page after a redirect) is an error, never a model.
 
@@ -29,7 +30,7 @@ from reconciler.sources._http import (
     redact_url,
     sanitize_filename,
 )
-from reconciler.sources.base import URLModelSource
+from reconciler.sources.base import URLModelSource, is_weights_file
 from reconciler.sources.resolved import RemoteFile, ResolvedSource
 
 _CONTENT_RANGE_TOTAL = re.compile(r"bytes\s+\d+-\d+/(\d+)")
@@ -80,7 +81,10 @@ def resolve_url(source: URLModelSource, session: Optional[requests.Session] = No
     disposition = filename_from_content_disposition(resp.headers.get("Content-Disposition"))
     if disposition:
         name = sanitize_filename(disposition)
-    name = name or _name_from_url(resp.url) or _name_from_url(source.url) or "download"
+    if not name:
+        asked = _name_from_url(source.url)
+        final = _name_from_url(resp.url)
+        name = (asked if asked and is_weights_file(asked) else final or asked) or "download"
     etag = resp.headers.get("ETag") or None
     stem = re.sub(r"\.(safetensors|ckpt|pt|pth|bin|gguf|onnx)$", "", name, flags=re.I)
     return ResolvedSource(
