@@ -279,3 +279,21 @@ def test_real_client_downloads_a_resolved_file(hub: FakeHub, sd: str, tmp_path: 
     part = requests.get(weights.url, headers={"Range": "bytes=10-19"}, timeout=5)
     assert part.status_code == 206 and part.content == data[10:20]
     assert part.headers["X-Repo-Commit"] == sd and part.headers["X-Linked-Etag"] == f'"{weights.sha256}"'
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    (REPO, ["unet/diffusion_pytorch_model.fp16.safetensors"]),
+    (f"{REPO}:fp16", ["unet/diffusion_pytorch_model.fp16.safetensors"]),
+    (f"{REPO}:FP16:vae", ["vae/diffusion_pytorch_model.fp16.safetensors"]),
+    (f"{REPO}::vae", ["vae/diffusion_pytorch_model.fp16.safetensors"]),
+    (f"{REPO}:default:unet", ["unet/diffusion_pytorch_model.safetensors"]),
+    (f"{REPO}:fp16:unet/diffusion_pytorch_model.fp16.safetensors", ["unet/diffusion_pytorch_model.fp16.safetensors"]),
+    (f"{REPO}::v1-5-pruned-emaonly.safetensors", ["v1-5-pruned-emaonly.safetensors"]),
+    (f"hf://{REPO}", ["unet/diffusion_pytorch_model.fp16.safetensors"]),
+    (f"hf://{REPO}@main:default:vae", ["vae/diffusion_pytorch_model.safetensors"]),
+])
+def test_every_hf_form(hub: FakeHub, sd: str, text: str, expected: list[str]) -> None:
+    source = parse_source(text)
+    r = resolve_source(source, AppSettings(hf_endpoint=hub.endpoint))
+    assert r.revision == sd and set(expected) <= set(paths(r))
+    assert parse_source(str(r.source)) == source  # canonical round trip survives resolving
