@@ -41,7 +41,14 @@ from .jobs import (
 )
 from .ratelimit import TokenBucket
 from .retry import Interrupted, RetryPolicy
-from .segments import FileDownload, part_path, remove_partials
+from .segments import (
+    ADAPTIVE_MIN_SIZE,
+    SPLIT_AFTER,
+    SPLIT_BELOW,
+    FileDownload,
+    part_path,
+    remove_partials,
+)
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +112,9 @@ class DownloadQueueService:
         chunk_size: int = 2**20,
         compute_sha256: bool = True,
         retry_policy: Optional[RetryPolicy] = None,
+        split_below: Optional[int] = SPLIT_BELOW,
+        split_after: float = SPLIT_AFTER,
+        adaptive_min_size: int = ADAPTIVE_MIN_SIZE,
     ) -> None:
         if max_parallel_dl < 1:
             raise ValueError("max_parallel_dl must be >= 1")
@@ -114,6 +124,10 @@ class DownloadQueueService:
         self.chunk_size = chunk_size
         self.download_timeout = download_timeout
         self.compute_sha256 = compute_sha256
+        # adaptive segmentation (see segments.FileDownload): None for split_below always splits up front
+        self.split_below = split_below
+        self.split_after = split_after
+        self.adaptive_min_size = adaptive_min_size
         self.quiet = quiet
         self._session = requests_session or make_session(max_parallel_dl * self.connections_per_file + 4)
         self._handlers: list[EventHandler] = list(event_handlers or [])
@@ -456,7 +470,8 @@ class DownloadQueueService:
             chunk_size=self.chunk_size, bucket=self._bucket, retry=self._retry,
             timeout=self.download_timeout, stop=job._stop, expected_size=expected_size,
             expected_sha256=expected_sha256, compute_sha256=self.compute_sha256,
-            on_progress=progress, on_dest=on_dest,
+            on_progress=progress, on_dest=on_dest, split_below=self.split_below,
+            split_after=self.split_after, adaptive_min_size=self.adaptive_min_size,
         )
 
     def _run_remote(self, job: DownloadJobRemoteSource) -> None:

@@ -10,12 +10,21 @@ point resumes in the next one from what it had.
 Segments: when the server honours ``Range`` and the file is at least twice
 ``min_segment_size``, the file is split into up to ``connections`` ranges fetched in
 parallel with ``os.pwrite`` into a preallocated (sparse) ``.part``.  Otherwise one stream.
+A file of at least ``adaptive_min_size`` starts on ONE connection instead, and only when
+that stream's rate after ``split_after`` seconds is under ``split_below`` is the rest split
+into pieces for the other connections: on a fast link one sequential stream is cheaper
+(and faster on few cores) than eight; behind a per-connection cap, splitting multiplies.
 
-sha256 is computed as bytes arrive: the segment that holds the contiguous frontier hashes
-its chunks from memory; bytes that other segments wrote ahead of the frontier are hashed
-by a helper that reads them back from the page cache while the download is still running
-(and, after a resume, the bytes from the previous run are read once: hashlib state cannot
-be saved).  A single-stream download hashes everything from memory.
+Bytes are read with one ``recv`` straight into a few reused buffers per connection (no
+bytes object per read), written with ``os.pwrite``, and the kernel is asked to start
+writeback as the file grows, so the fdatasync before the rename is short.
+
+sha256 is computed as bytes arrive, on a helper thread fed in file order through a small
+bounded queue (hashlib releases the GIL, so it overlaps recv/write on another core): the
+segment that holds the contiguous frontier hands over its buffers; bytes that other
+segments wrote ahead of the frontier are read back from the page cache by the same thread
+while the download is still running (and, after a resume, the bytes from the previous run
+are read once: hashlib state cannot be saved).  A single-stream download hashes everything from memory.
 """
 
 from __future__ import annotations
