@@ -276,7 +276,7 @@ class ModelInstallService:
         """Resolve a remote source to its revision and files (network)."""
         from reconciler.sources.resolve import resolve_source
 
-        return resolve_source(source, self.app_config, session=self.session, token=token_for(source))
+        return resolve_source(source, self.app_config, session=self.session)
 
     def _queue(self) -> Any:
         with self._jobs_lock:
@@ -420,14 +420,43 @@ class ModelInstallService:
         self._emit("model_install_completed", source=str(model_path), key=key, total_bytes=_size(dest))
         return record
 
-    def adopt_path(self, model_path: Path | str, config: Optional[Mapping[str, Any]] = None) -> str:
-        """Register files already lying at their install destination inside models_dir."""
+    def adopt_path(
+        self, model_path: Path | str, config: Optional[Mapping[str, Any]] = None, inplace: Optional[bool] = None
+    ) -> str:
+        """Register files that already lie in place (usually inside models_dir) without copying.
+
+        ``inplace`` says who owns the files: True = the user's (never deleted), False = the
+        record's.  By default files inside models_dir belong to the record.
+        """
         model_path = self._existing(model_path)
         data, _ = self.probe(model_path, config)
         key = str(data.pop("key", None) or new_model_key())
-        inside = is_inside(model_path, self.models_dir)
-        data.update(path=record_path(self.models_dir, model_path), inplace=not inside, hash=fast_hash(model_path))
+        owned_by_user = not is_inside(model_path, self.models_dir) if inplace is None else inplace
+        data.update(path=record_path(self.models_dir, model_path), inplace=owned_by_user, hash=fast_hash(model_path))
+        data.setdefault("source", str(model_path.absolute()))
         return self._add_record(key, data, file_states(model_path))
+
+    def reregister_inplace(self, key: str, model_path: Path | str, config: Optional[Mapping[str, Any]] = None) -> str:
+        """Point an existing record (same key) at files registered in place.
+
+        The old record's copied files are removed only after the new registration is
+        written, and never when they are the new source itself.
+        """
+        old = self.record_store.get_model(key)
+        model_path = self._existing(model_path)
+        old_path = resolve_model_path(self.models_dir, old)
+        old_files = self.record_store.get_files(key)
+        self.record_store.del_model(key)
+        try:
+            self.register_path(model_path, {**dict(config or {}), "key": key})
+        except BaseException:
+            self.record_store.add_model(key, old)
+            self.record_store.set_files(key, old_files)
+            raise
+        if not old.inplace and old_path.absolute() != model_path.absolute() and is_inside(old_path, self.models_dir):
+            discard(old_path)
+            prune_empty_parents(old_path, self.models_dir)
+        return key
 
     def refresh_files(self, key: str) -> ModelConfigBase:
         """Re-read a record's file states and hash from disk (after in-place files changed)."""

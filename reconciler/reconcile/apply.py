@@ -135,12 +135,15 @@ def execute_action(installer: ModelInstallService, action: PlannedAction) -> str
         return "created"
     if kind is ActionKind.adopt:
         if action.key:
-            installer.update_fields(action.key, {k: v for k, v in spec.config.items() if k not in ("type", "base", "format")})
+            fields = {k: v for k, v in spec.config.items() if k not in ("type", "base", "format")}
+            installer.update_fields(action.key, {**fields, "inplace": spec.inplace})
+        elif spec.inplace:
+            action.key = installer.adopt_path(Path(spec.source_path or ""), spec.config, inplace=True)
         else:
             config = dict(spec.config)
-            if spec.source_path and not spec.inplace:
+            if spec.source_path:
                 config["source_fingerprint"] = local_fingerprint(Path(spec.source_path))
-            action.key = installer.adopt_path(Path(spec.dest_path or ""), config)
+            action.key = installer.adopt_path(Path(spec.dest_path or ""), config, inplace=False)
         return "adopted"
     if kind is ActionKind.update:
         assert action.key
@@ -153,13 +156,7 @@ def execute_action(installer: ModelInstallService, action: PlannedAction) -> str
     if kind in (ActionKind.replace, ActionKind.repair):
         assert action.key
         if spec.inplace:
-            old = installer.record_store.get_model(action.key)
-            installer.delete(action.key)
-            try:
-                installer.register_path(Path(spec.source_path or ""), {**spec.config, "key": action.key})
-            except ReconcilerError:
-                log.error("re-registering %s failed after its old record was removed", old.name)
-                raise
+            installer.reregister_inplace(action.key, Path(spec.source_path or ""), spec.config)
         else:
             installer.reinstall_path(action.key, Path(spec.source_path or ""), spec.config)
             _verify_sha256(installer, action)

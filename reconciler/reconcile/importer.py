@@ -217,16 +217,6 @@ def _record_candidates(
             result.skipped.append((path, f"record '{rec.name}' ({rec.key}): its files are missing"))
             continue
         cand = _Candidate(path=path, name=rec.name, type=_value(rec.type), base=_value(rec.base), record=rec)
-        if rec.managed_by is None and not rec.inplace and not _at_destination(models_dir, cand):
-            # Only an `inplace: true` entry adopts it where it is, and today's planner/apply then
-            # sees "inplace on" for a record that owns its files and replaces it by deleting
-            # them first.  Until adopt can turn such a record in-place, leave it out.
-            dest = _destination(_abs(models_dir), cand, _clean_name(rec.name))
-            result.skipped.append((path, (
-                f"record '{rec.name}' owns files inside the models dir but not at their install "
-                f"destination{f' ({dest})' if dest else ''}; move them there, or register them in place, "
-                "and import again")))
-            continue
         if rec.managed_by == set_name:
             src = parse_source(rec.source) if rec.source else None
             if isinstance(src, LocalModelSource):
@@ -294,12 +284,6 @@ def _assign(installer: ModelInstallService, candidates: list[_Candidate], manife
     for cand in sorted(candidates, key=priority):
         name = _unique(cand.name, taken)
         rec = cand.record
-        if rec is not None and cand.source is None and not rec.inplace and name != cand.name:
-            # renamed, it is no longer at its destination: same trap as in _record_candidates
-            result.skipped.append((cand.path, (
-                f"record '{rec.name}' owns its files at their install destination, but the name "
-                f"'{cand.name}' is already declared; rename one of them and import again")))
-            continue
         taken.add(name)
         if cand.source is not None:
             source_path = Path(cand.source)

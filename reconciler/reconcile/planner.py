@@ -14,7 +14,7 @@ from typing import Any, Optional
 
 from reconciler.configs import ModelConfigBase
 from reconciler.errors import ManifestError, PlanError, ReconcilerError
-from reconciler.install.paths import install_destination, record_path, resolve_model_path
+from reconciler.install.paths import install_destination, is_inside, record_path, resolve_model_path
 from reconciler.install.service import ModelInstallService, local_fingerprint
 from reconciler.probe.hashing import fast_hash
 from reconciler.reconcile.manifest import Manifest, ModelEntry, ModelSet
@@ -233,6 +233,11 @@ class Planner:
                 "action": ActionKind.adopt, "key": existing.key, "install": spec,
                 "reason": f"unmanaged record '{existing.name}' at {existing.path} becomes managed",
             })
+        if inplace and is_inside(src, self.models_dir):
+            return base.model_copy(update={
+                "action": ActionKind.adopt, "install": spec,
+                "reason": "files already in the models dir, no record: registered in place",
+            })
         if not inplace and dest.exists():
             if fast_hash(dest) == fast_hash(src):
                 return base.model_copy(update={
@@ -258,6 +263,15 @@ class Planner:
         )
         copy_bytes = 0 if inplace else sum(f.size for f in _tree_files(src))
 
+        same_files = observed.path.absolute() == src.absolute()
+        if record.inplace != inplace and same_files and record.source == str(source):
+            # the entry points at the record's own files: only the ownership flag changes
+            spec.changes = {**_field_changes(record, wanted), "inplace": inplace,
+                            "manifest_digest": wanted["manifest_digest"]}
+            return action.model_copy(update={
+                "action": ActionKind.update, "install": spec,
+                "reason": "inplace " + ("on: the files become the user's" if inplace else "off: the record owns the files"),
+            })
         replace_reasons: list[str] = []
         if record.source != str(source):
             replace_reasons.append(f"source changed: {record.source} -> {source}")

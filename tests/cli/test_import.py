@@ -207,8 +207,6 @@ def test_a_model_elsewhere_in_the_models_dir_is_declared_in_place(ws) -> None:
     assert ws.apply(str(out)).exit_code == 0 and odd.exists()
 
 
-@pytest.mark.xfail(strict=True, reason="planner: an inplace entry with no record plans `create` "
-                   "(0 bytes), not `adopt`; see the import report")
 def test_a_model_elsewhere_in_the_models_dir_plans_adopt(ws) -> None:
     write_vae_checkpoint(ws.models_dir / "vaes" / "odd.safetensors", base="sd-1")
     out = ws.manifests / "imported.yaml"
@@ -216,19 +214,26 @@ def test_a_model_elsewhere_in_the_models_dir_plans_adopt(ws) -> None:
     assert actions(ws.plan_json(str(out))) == {"odd": "adopt"}
 
 
-def test_an_owned_record_off_its_destination_is_skipped_not_endangered(ws) -> None:
-    """sync_to_config adopts models/vaes/odd.safetensors as a record that owns its files; only
-    an inplace entry could adopt it where it is, and the planner would then 'replace' it by
-    deleting the files.  Import leaves it out, says why, and the file survives."""
+def test_an_owned_record_off_its_destination_is_adopted_in_place_and_survives(ws) -> None:
+    """sync_to_config registers models/vaes/odd.safetensors as a record that owns its files;
+    import declares it `inplace: true`, the plan adopts it where it is (no bytes move), and
+    neither that apply nor a later prune deletes the file."""
     odd = write_vae_checkpoint(ws.models_dir / "vaes" / "odd.safetensors", base="sd-1")
     with services(ws) as svc:
         assert len(sync_to_config(svc.installer).added) == 1
     out = ws.manifests / "imported.yaml"
     result = ws.cli("import", "--out", str(out))
     assert result.exit_code == 0, result.output
-    assert "skipped" in result.stderr and "sd-1/vae/odd.safetensors" in result.stderr
-    assert entries(out) == {}
+    declared = entries(out)
+    (entry,) = declared.values()
+    assert entry["inplace"] is True
+    plan = ws.plan_json(str(out))
+    assert set(actions(plan).values()) <= {"adopt", "noop"}
     assert ws.apply(str(out)).exit_code == 0 and odd.exists()
+    assert ws.cli("plan", "--detailed-exitcode", str(out)).exit_code == 0
+    out.write_text(out.read_text().split("  models:")[0] + "  models: []\n")
+    assert ws.apply(str(out), extra=("--allow-empty",)).exit_code == 0
+    assert odd.exists(), "pruning an in-place model removes its record only"
 
 
 def test_name_clashes_are_made_unique(ws) -> None:

@@ -248,14 +248,15 @@ def test_model_info_by_name(populated: ModelRecordServiceBase) -> None:
 
 def test_version_and_lineage_stable_across_reopen(store: ModelRecordServiceBase, store_path: Path,
                                                    tmp_path: Path) -> None:
-    assert store.version() == "1"
+    latest = str(migrations.latest_version()) if isinstance(store, ModelRecordServiceSQL) else "1"
+    assert store.version() == latest
     lineage = store.lineage
     assert len(lineage) == 32 and int(lineage, 16) >= 0
     store.add_model("k1", cfg())
     store.close()
     with open_record_store(store_path) as again:
         assert again.lineage == lineage
-        assert again.version() == "1"
+        assert again.version() == latest
     with open_record_store(tmp_path / f"other{store_path.suffix}") as other:
         assert other.lineage != lineage
 
@@ -458,7 +459,7 @@ def test_sql_migrates_a_v0_database(tmp_path: Path) -> None:
         conn.execute("CREATE TABLE schema_version (version INTEGER PRIMARY KEY, applied_at TEXT)")
     conn.close()
     with open_record_store(path) as s:
-        assert s.version() == "1"
+        assert s.version() == str(migrations.latest_version())
         s.add_model("k1", cfg())
         assert s.serial == 1 and len(s.lineage) == 32
 
@@ -476,17 +477,19 @@ def test_sql_runs_missing_steps_in_one_transaction(tmp_path: Path, monkeypatch: 
         conn.execute("CREATE TABLE half_done (x INTEGER)")
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(migrations, "MIGRATIONS", [*migrations.MIGRATIONS, (2, v2_add_column), (3, v3_fails)])
+    shipped = list(migrations.MIGRATIONS)
+    top = migrations.latest_version()
+    monkeypatch.setattr(migrations, "MIGRATIONS", [*shipped, (top + 1, v2_add_column), (top + 2, v3_fails)])
     with pytest.raises(RuntimeError, match="boom"):
         open_record_store(path)
     with sqlite3.connect(path) as conn:  # all-or-nothing: v2 rolled back with v3
-        assert migrations.current_version(conn) == 1
+        assert migrations.current_version(conn) == top
         assert "half_done" not in migrations.table_names(conn)
     conn.close()
 
-    monkeypatch.setattr(migrations, "MIGRATIONS", [*migrations.MIGRATIONS[:2]])
+    monkeypatch.setattr(migrations, "MIGRATIONS", [*shipped, (top + 1, v2_add_column)])
     with open_record_store(path) as s:
-        assert s.version() == "2"
+        assert s.version() == str(top + 1)
         assert s.lineage == lineage and s.exists("k1")
     with sqlite3.connect(path) as conn:
         assert "notes" in {row[1] for row in conn.execute("PRAGMA table_info(models)")}
@@ -513,7 +516,7 @@ def test_sql_from_connection_shares_an_app_database(tmp_path: Path) -> None:
     conn.execute("CREATE TABLE sessions (id INTEGER)")
     s = ModelRecordServiceSQL.from_connection(conn, threading.Lock())
     s.add_model("k1", cfg())
-    assert s.serial == 1 and s.version() == "1"
+    assert s.serial == 1 and s.version() == str(migrations.latest_version())
     s.close()
     assert conn.execute("SELECT COUNT(*) FROM models").fetchone() == (1,)  # still open
     conn.close()
