@@ -118,7 +118,7 @@ def bench_curl(srv: FaultServer, work: Path) -> None:
         (out / "ours.bin").unlink()
     ours = GiB / best_ours / MiB
     print(f"[curl]     1 GiB, unthrottled loopback, best of 2: ours {ours:7.0f} MiB/s ({best_ours:.2f} s, "
-          f"8 connections, sha256 on)")
+          f"up to 8 connections, adaptive: one stream unless it is slow; sha256 on)")
     if curl:
         c = GiB / best_curl / MiB
         print(f"           baseline curl -o        {c:7.0f} MiB/s ({best_curl:.2f} s)  "
