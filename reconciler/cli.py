@@ -191,15 +191,15 @@ def apply(state: CliState, paths: tuple[Path, ...], auto_approve: bool, locked: 
     if not auto_approve and not interactive:
         fail("apply needs -y/--auto-approve when standard input is not a terminal; nothing changed")
         sys.exit(EXIT_ERROR)
-    if locked:
-        from reconciler.errors import LockFileError
-
-        if not settings.lock.exists():
-            raise LockFileError(f"--locked: lock file {settings.lock} does not exist; run `reconciler lock`")
     options = _plan_options(state, no_prune, targets, allow_empty, max_deletions)
     saved = None
     if len(paths) == 1 and is_plan_file(paths[0]):
         saved = Plan.load(paths[0])
+    if locked and saved is None:
+        from reconciler.reconcile.lockfile import read_lock
+        from reconciler.reconcile.manifest import load_manifests
+
+        api.check_locked(load_manifests(api.manifest_paths(paths, settings)), read_lock(settings.lock), settings.lock)
     if not auto_approve:
         preview = saved or api.plan(paths, settings, options)
         _stdout_console().print(render_plan_markup(preview))
@@ -212,7 +212,7 @@ def apply(state: CliState, paths: tuple[Path, ...], auto_approve: bool, locked: 
             sys.exit(EXIT_ERROR)
         if saved is None:
             saved = preview  # apply exactly what was shown, refused if the state moved meanwhile
-    result = api.apply(paths, settings, options, saved_plan=saved)
+    result = api.apply(paths, settings, options, saved_plan=saved, locked=locked and saved is None)
     if output == "json":
         print_json(result.plan.public_dict(with_results=True))
     elif not state.quiet:
@@ -242,6 +242,42 @@ def status(state: CliState, output: str) -> None:
         click.echo("No models are registered.")
     else:
         _stdout_console().print(status_table(observed))
+
+
+@main.command()
+@paths_argument
+@click.option("--upgrade", is_flag=True, help="Re-resolve every remote model (or those named by --target).")
+@click.option("--target", "targets", multiple=True, help="With --upgrade: only these model names.")
+@click.pass_obj
+@handle_errors
+def lock(state: CliState, paths: tuple[Path, ...], upgrade: bool, targets: tuple[str, ...]) -> None:
+    """Resolve remote sources and write the lock file."""
+    from reconciler.reconcile import api
+
+    the_lock, resolved = api.lock(paths, state.settings, upgrade=upgrade, targets=targets)
+    if not state.quiet:
+        kept = len(the_lock.models) - len(resolved)
+        click.echo(f"Wrote {state.settings.lock}: {len(the_lock.models)} model(s), "
+                   f"{len(resolved)} resolved now, {kept} kept as locked.")
+        for name in resolved:
+            model = the_lock.models[name]
+            click.echo(f"  {name}: {model.source} @ {model.revision} ({len(model.files)} file(s))")
+
+
+@main.command()
+@click.option("--all", "remove_all", is_flag=True, help="Also remove partial downloads that could still resume.")
+@click.pass_obj
+@handle_errors
+def gc(state: CliState, remove_all: bool) -> None:
+    """Remove leftover temporary downloads and unreferenced cache entries."""
+    from reconciler.reconcile.gc import collect_garbage
+    from reconciler.render.units import human_bytes
+
+    report = collect_garbage(state.settings, remove_partial=remove_all)
+    if not state.quiet:
+        click.echo(f"Removed {len(report.removed)} item(s), {human_bytes(report.freed_bytes)} freed; "
+                   f"kept {len(report.kept)} resumable partial download(s)"
+                   + ("" if remove_all or not report.kept else " (use --all to remove them)") + ".")
 
 
 @main.command()

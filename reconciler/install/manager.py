@@ -28,7 +28,7 @@ class ModelManagerService:
               load: Optional[Any] = None) -> ModelManagerService:
         """Open the configured record store and start an installer on it."""
         store = ModelRecordServiceBase.from_db_file(settings.db_path)
-        metadata_store = _metadata_store_for(store)
+        metadata_store = metadata_store_for(store)
         installer = ModelInstallService(app_config=settings, record_store=store, metadata_store=metadata_store,
                                         event_bus=event_bus)
         installer.start()
@@ -46,7 +46,7 @@ class ModelManagerService:
         self.stop()
 
 
-def _metadata_store_for(store: ModelRecordServiceBase) -> Optional[Any]:
+def metadata_store_for(store: ModelRecordServiceBase) -> Optional[Any]:
     """The metadata store beside a SQLite record store (the YAML store keeps none)."""
     try:
         from reconciler.store.metadata import ModelMetadataStore

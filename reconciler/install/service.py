@@ -221,36 +221,13 @@ class ModelInstallService:
         return self.install_path(path, job.config_in)
 
     def _install_remote_job(self, job: ModelInstallJob) -> str:
-        from reconciler.download import DownloadPart, MultiFileDownloadJob
-
         resolved = job._resolved or self.resolve(job.source)
         job._resolved = resolved
         staging = self.app_config.tmp_dir / _staging_name(str(job.source), resolved.revision)
         job.local_path = staging
         job.total_bytes = resolved.download_bytes
-        parts = [DownloadPart(url=f.url, dest_relpath=f.dest, expected_size=f.size, expected_sha256=f.sha256)
-                 for f in resolved.files]
-        queue = self._queue()
-
-        def on_progress(event: Event) -> None:
-            job.bytes = int(event.payload.get("bytes") or 0)
-            job.total_bytes = int(event.payload.get("total_bytes") or job.total_bytes)
-            self._emit("model_install_downloading", id=job.id, source=str(job.source), local_path=str(staging),
-                       bytes=job.bytes, total_bytes=job.total_bytes,
-                       parts=[p.progress() for p in download.parts])
-
-        download = MultiFileDownloadJob(source=str(job.source), destination=staging, parts=parts,
-                                        access_token=token_for(job.source), event_handlers=[on_progress])
-        job._download_job = download
         job.status = InstallStatus.DOWNLOADING
-        queue.submit_download_job(download)
-        queue.wait_for_job(download)
-        if job.cancelled:
-            raise InstallError("cancelled")
-        if download.error is not None:
-            raise download.error
-        if str(download.status.value if hasattr(download.status, "value") else download.status) != "completed":
-            raise InstallError(f"download of {job.source} ended as {download.status}")
+        self._download(job.source, resolved, staging, job)
         job.status = InstallStatus.RUNNING
         self._emit("model_install_running", id=job.id, source=str(job.source), local_path=str(staging))
         model_path = staging / resolved.files[0].dest if resolved.single_file else staging
@@ -267,10 +244,128 @@ class ModelInstallService:
             discard(staging)
         if self.metadata_store is not None and resolved.metadata is not None:
             try:
-                self.metadata_store.add_metadata(key, resolved.metadata)
+                if job.replace_key:
+                    try:
+                        self.metadata_store.update_metadata(key, resolved.metadata)
+                    except UnknownModelException:
+                        self.metadata_store.add_metadata(key, resolved.metadata)
+                else:
+                    self.metadata_store.add_metadata(key, resolved.metadata)
             except Exception:  # noqa: BLE001 - metadata is a bonus, the model is installed
                 log.warning("could not save metadata of %s", job.source, exc_info=True)
         return key
+
+    def _download(self, source: ModelSource, resolved: Any, staging: Path, job: Optional[ModelInstallJob] = None) -> None:
+        """Download ``resolved.files`` into ``staging`` as one multi-file job (resumable)."""
+        from reconciler.download import DownloadJobStatus, DownloadPart, MultiFileDownloadJob
+
+        parts = [DownloadPart(url=f.url, dest_relpath=f.dest, expected_size=f.size, expected_sha256=f.sha256)
+                 for f in resolved.files]
+
+        def on_progress(event: Event) -> None:
+            if job is None:
+                return
+            job.bytes = int(event.payload.get("bytes") or 0)
+            job.total_bytes = int(event.payload.get("total_bytes") or job.total_bytes)
+            self._emit("model_install_downloading", id=job.id, source=str(source), local_path=str(staging),
+                       bytes=job.bytes, total_bytes=job.total_bytes, parts=[p.progress() for p in download.parts])
+
+        download = MultiFileDownloadJob(source=str(source), destination=staging, parts=parts,
+                                        access_token=token_for(source), event_handlers=[on_progress])
+        if job is not None:
+            job._download_job = download
+        queue = self._queue()
+        queue.submit_download_job(download)
+        queue.wait_for_job(download)
+        if job is not None and job.cancelled:
+            raise InstallError("cancelled")
+        if download.error is not None:
+            raise download.error
+        if download.status is not DownloadJobStatus.COMPLETED:
+            raise InstallError(f"download of {source} ended as {download.status}")
+
+    def repair_files(self, key: str, source: ModelSource, resolved: Any) -> ModelConfigBase:
+        """Download only ``resolved.files`` again and put them back into the record's model.
+
+        Each file lands beside the model under tmp/ and is renamed over the broken one, so a
+        failed repair leaves the other files as they were.
+        """
+        record = self.record_store.get_model(key)
+        path = resolve_model_path(self.models_dir, record)
+        staging = self.app_config.tmp_dir / (_staging_name(str(source), resolved.revision) + "-repair")
+        try:
+            self._download(source, resolved, staging)
+            for remote in resolved.files:
+                fetched = staging / remote.dest
+                target = path if resolved.single_file else path / remote.dest
+                target.parent.mkdir(parents=True, exist_ok=True)
+                os.replace(fetched, target)
+        finally:
+            discard(staging)
+        digests = {("" if resolved.single_file else f.dest): f.sha256 for f in resolved.files if f.sha256}
+        old = {f.path: f.sha256 for f in self.record_store.get_files(key) if f.sha256}
+        self.record_store.set_files(key, _with_sha256(file_states(path), {**old, **digests}))
+        return self.record_store.update_model(key, {"hash": fast_hash(path)})
+
+    # --- scanning and caching (see scan.py / cache.py) ----------------------------------------
+    def scan_directory(self, scan_dir: Path | str, install: bool = False) -> list[str]:
+        """Register (or, with ``install``, install) every model found under ``scan_dir``."""
+        from reconciler.install.scan import scan_directory
+
+        return scan_directory(self, Path(scan_dir), install=install)
+
+    def sync_to_config(self) -> Any:
+        """Register new model files under models_dir and the autoimport dir; report vanished ones."""
+        from reconciler.install.scan import sync_to_config
+
+        return sync_to_config(self)
+
+    def download_and_cache(self, source: ModelSource | str, access_token: Optional[str] = None,
+                           timeout: float = 0) -> Path:
+        """Download a remote source into the size-bounded cache (``<models_dir>/.cache``); no record.
+
+        Returns the cached file or folder.  A second call for the same source is a cache hit.
+        ``timeout`` (seconds, 0 = none) bounds the download.
+        """
+        from reconciler.install.cache import DownloadCache
+
+        if isinstance(source, str):
+            source = parse_source(source)
+        if access_token and hasattr(source, "access_token"):
+            source = source.model_copy(update={"access_token": access_token})
+        cache = DownloadCache(self.app_config.cache_dir / "downloads", self.app_config.download_cache_size)
+        key = str(source)  # canonical, never carries a token
+        hit = cache.get(key)
+        if hit is not None:
+            return hit
+        resolved = self.resolve(source)
+        staging = self.app_config.tmp_dir / (_staging_name(key, resolved.revision) + "-cache")
+        job = ModelInstallJob(id=0, source=source)
+        done = threading.Event()
+        error: list[BaseException] = []
+
+        def run() -> None:
+            try:
+                self._download(source, resolved, staging, job)
+            except BaseException as exc:  # noqa: BLE001 - reported to the caller below
+                error.append(exc)
+            finally:
+                done.set()
+
+        threading.Thread(target=run, daemon=True, name="download-and-cache").start()
+        if not done.wait(timeout or None):
+            if job._download_job is not None and self.download_queue is not None:
+                self.download_queue.cancel_job(job._download_job)
+            discard(staging)
+            raise TimeoutError(f"download of {source} did not finish within {timeout} s")
+        if error:
+            discard(staging)
+            raise error[0]
+        fetched = staging / resolved.files[0].dest if resolved.single_file else staging
+        try:
+            return cache.put(key, fetched, move=True)
+        finally:
+            discard(staging)
 
     def resolve(self, source: ModelSource) -> Any:
         """Resolve a remote source to its revision and files (network)."""

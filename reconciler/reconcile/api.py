@@ -6,6 +6,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Optional
 
+from reconciler.errors import LockFileError
 from reconciler.reconcile.apply import (
     ActionCallback,
     ApplyResult,
@@ -13,11 +14,13 @@ from reconciler.reconcile.apply import (
     ensure_writable,
     models_dir_lock,
 )
-from reconciler.reconcile.manifest import Manifest, load_manifests
+from reconciler.reconcile.lockfile import LockedModel, LockFile, read_lock, write_lock
+from reconciler.reconcile.manifest import Manifest, ModelEntry, load_manifests
 from reconciler.reconcile.plan import Plan
 from reconciler.reconcile.planner import Planner, PlanOptions
 from reconciler.reconcile.services import open_services
 from reconciler.settings import AppSettings, load_settings
+from reconciler.sources.base import LocalModelSource
 
 
 def manifest_paths(paths: Sequence[Path | str], settings: AppSettings) -> list[Path]:
@@ -34,8 +37,10 @@ def plan(
     """Compute the plan for the manifests at ``paths``; changes nothing on disk."""
     settings = settings or load_settings()
     manifest = manifest or load_manifests(manifest_paths(paths, settings))
+    lock = read_lock(settings.lock)
     with open_services(settings, create=False) as services:
-        result = Planner(services.installer).plan(manifest, options or PlanOptions(max_deletions=settings.max_deletions))
+        planner = Planner(services.installer, lock=lock)
+        result = planner.plan(manifest, options or PlanOptions(max_deletions=settings.max_deletions))
         if not services.store_exists:
             result.store_lineage, result.store_serial = "", 0
         return result
@@ -47,11 +52,21 @@ def apply(
     options: Optional[PlanOptions] = None,
     saved_plan: Optional[Plan] = None,
     on_action: Optional[ActionCallback] = None,
+    locked: bool = False,
 ) -> ApplyResult:
-    """Plan (or take ``saved_plan``) and execute it under the models dir's lock."""
+    """Plan (or take ``saved_plan``) and execute it under the models dir's lock.
+
+    With ``locked``, refuse unless the lock file pins every remote model exactly as the
+    manifests declare it now.
+    """
     settings = settings or load_settings()
     options = options or PlanOptions(max_deletions=settings.max_deletions)
     manifest = None if saved_plan is not None else load_manifests(manifest_paths(paths, settings))
+    lock = read_lock(settings.lock)
+    if locked:
+        if manifest is None:
+            raise LockFileError("--locked checks manifests against the lock file; it cannot be used with a saved plan")
+        check_locked(manifest, lock, settings.lock)
     ensure_writable(settings.models_dir)
     with models_dir_lock(settings.apply_lock_path, settings.apply_lock_timeout):
         with open_services(settings, create=True) as services:
@@ -63,7 +78,7 @@ def apply(
                         the_plan.store_lineage = services.store.lineage
             else:
                 assert manifest is not None
-                the_plan = Planner(services.installer).plan(manifest, options)
+                the_plan = Planner(services.installer, lock=lock).plan(manifest, options)
                 the_plan.store_lineage, the_plan.store_serial = services.store.lineage, services.store.serial
             return apply_plan(
                 services.installer,
@@ -73,3 +88,62 @@ def apply(
                 saved=saved_plan is not None,
                 on_action=on_action,
             )
+
+
+def remote_entries(manifest: Manifest) -> list[tuple[str, ModelEntry]]:
+    """(set name, entry) of every remote entry; local sources are not locked."""
+    return [(s.metadata.name, e) for s, e in manifest.entries() if not isinstance(e.model_source, LocalModelSource)]
+
+
+def check_locked(manifest: Manifest, lock: Optional[LockFile], lock_path: Path) -> None:
+    """LockFileError unless ``lock`` pins every remote entry as declared now (``--locked``)."""
+    if lock is None:
+        raise LockFileError(f"--locked: lock file {lock_path} does not exist; run `reconciler lock`")
+    problems = []
+    declared = set()
+    for _set_name, entry in remote_entries(manifest):
+        declared.add(entry.name)
+        locked = lock.models.get(entry.name)
+        if locked is None:
+            problems.append(f"'{entry.name}' is not locked")
+        elif locked.source_digest != entry.source_digest():
+            problems.append(f"'{entry.name}' changed since the lock")
+    problems += [f"'{name}' is locked but no longer declared" for name in sorted(set(lock.models) - declared)]
+    if problems:
+        raise LockFileError(f"--locked: the manifests changed since {lock_path} was written: "
+                            + "; ".join(problems) + "; run `reconciler lock`")
+
+
+def lock(
+    paths: Sequence[Path | str] = (),
+    settings: Optional[AppSettings] = None,
+    upgrade: bool = False,
+    targets: Sequence[str] = (),
+) -> tuple[LockFile, list[str]]:
+    """Resolve remote sources not yet locked (all, or ``targets``, with ``upgrade``) and write
+    the lock file. Returns the lock and the names that were (re)resolved."""
+    settings = settings or load_settings()
+    manifest = load_manifests(manifest_paths(paths, settings))
+    old = read_lock(settings.lock) or LockFile()
+    unknown = set(targets) - {e.name for _s, e in manifest.entries()}
+    if unknown:
+        raise LockFileError(f"--target names no declared model: {', '.join(sorted(unknown))}")
+    new = LockFile()
+    resolved_names: list[str] = []
+    with open_services(settings, create=False) as services:
+        for set_name, entry in remote_entries(manifest):
+            name = entry.name
+            current = old.models.get(name)
+            again = upgrade and (not targets or name in targets)
+            if current is not None and current.source_digest == entry.source_digest() and not again:
+                new.models[name] = current.model_copy(update={"set": set_name})
+                continue
+            try:
+                resolved = services.installer.resolve(entry.model_source)
+            except Exception as exc:
+                where = entry.origin.location("source") if entry.origin else name
+                raise LockFileError(f"{where}: model '{name}': {exc}") from exc
+            new.models[name] = LockedModel.from_resolved(set_name, entry.source_digest(), resolved)
+            resolved_names.append(name)
+    write_lock(settings.lock, new)
+    return new, resolved_names

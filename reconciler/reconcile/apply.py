@@ -27,9 +27,12 @@ from reconciler.errors import (
     ReconcilerError,
     StalePlanError,
 )
+from reconciler.install.jobs import ModelInstallJob
 from reconciler.install.service import ModelInstallService, local_fingerprint
 from reconciler.reconcile.plan import ActionKind, Plan, PlannedAction
 from reconciler.reconcile.planner import free_space
+from reconciler.reconcile.remote import spec_to_resolved
+from reconciler.sources.parse import parse_source
 
 log = logging.getLogger(__name__)
 
@@ -153,6 +156,11 @@ def execute_action(installer: ModelInstallService, action: PlannedAction) -> str
             installer.refresh_files(action.key)
             installer.update_fields(action.key, {"manifest_digest": spec.config.get("manifest_digest")})
         return "updated"
+    if kind is ActionKind.repair and spec.remote is not None:
+        assert action.key
+        source = parse_source(action.source or "")
+        installer.repair_files(action.key, source, spec_to_resolved(spec.remote, source, installer.app_config))
+        return "repaired"
     if kind in (ActionKind.replace, ActionKind.repair):
         assert action.key
         if spec.inplace:
@@ -176,6 +184,33 @@ def _verify_sha256(installer: ModelInstallService, action: PlannedAction) -> Non
         raise InstallError(f"sha256 mismatch for '{action.name}': expected {spec.sha256}, got {got}; nothing installed")
 
 
+def _is_remote_install(action: PlannedAction) -> bool:
+    return (action.action in (ActionKind.create, ActionKind.replace) and action.install is not None
+            and action.install.remote is not None)
+
+
+def _start_remote(installer: ModelInstallService, action: PlannedAction) -> ModelInstallJob:
+    spec = action.install
+    assert spec is not None and spec.remote is not None
+    source = parse_source(action.source or "")
+    resolved = spec_to_resolved(spec.remote, source, installer.app_config)
+    replace_key = action.key if action.action is ActionKind.replace else None
+    return installer.import_model(source, spec.config, resolved=resolved, replace_key=replace_key)
+
+
+def _run(installer: ModelInstallService, action: PlannedAction, on_action: Optional[ActionCallback]) -> None:
+    if not action.changes_anything:
+        action.result = "ok"
+        return
+    try:
+        action.result = execute_action(installer, action)
+    except (ReconcilerError, OSError) as exc:
+        action.result = f"error: {exc}"
+        log.debug("action %s %s failed", action.action, action.name, exc_info=True)
+    if on_action is not None:
+        on_action(action)
+
+
 def apply_plan(
     installer: ModelInstallService,
     plan: Plan,
@@ -189,15 +224,24 @@ def apply_plan(
     if saved:
         check_not_stale(plan, installer)
     check_guards(plan, allow_empty=allow_empty, max_deletions=max_deletions)
-    for action in plan.ordered_actions():
-        if not action.changes_anything:
-            action.result = "ok"
+    ordered = plan.ordered_actions()
+    # remote downloads run in parallel as install jobs, while local actions run here
+    jobs = [(action, _start_remote(installer, action)) for action in ordered if _is_remote_install(action)]
+    started = {id(action) for action, _job in jobs}
+    deletions = [a for a in ordered if a.action is ActionKind.delete]
+    for action in ordered:
+        if id(action) in started or action.action is ActionKind.delete:
             continue
-        try:
-            action.result = execute_action(installer, action)
-        except (ReconcilerError, OSError) as exc:
-            action.result = f"error: {exc}"
-            log.debug("action %s %s failed", action.action, action.name, exc_info=True)
+        _run(installer, action, on_action)
+    for action, job in jobs:
+        installer.wait_for_job(job)
+        if job.complete and job.config_out is not None:
+            action.key = job.config_out.key
+            action.result = "replaced" if action.action is ActionKind.replace else "created"
+        else:
+            action.result = f"error: {job.error or job.status}"
         if on_action is not None:
             on_action(action)
+    for action in deletions:
+        _run(installer, action, on_action)
     return ApplyResult(plan=plan)

@@ -79,6 +79,7 @@ class InstallSpec(BaseModel):
     config: dict[str, Any] = Field(default_factory=dict)  # record fields to write
     changes: dict[str, Any] = Field(default_factory=dict)  # update: only these fields
     refresh_files: bool = False  # update: re-read the file table (in-place files changed)
+    remote: Optional[dict[str, Any]] = None  # a remote source's resolution (lock-file form)
 
 
 class PlannedAction(BaseModel):

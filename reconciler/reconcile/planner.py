@@ -17,9 +17,11 @@ from reconciler.errors import ManifestError, PlanError, ReconcilerError
 from reconciler.install.paths import install_destination, is_inside, record_path, resolve_model_path
 from reconciler.install.service import ModelInstallService, local_fingerprint
 from reconciler.probe.hashing import fast_hash
+from reconciler.reconcile.lockfile import LockFile
 from reconciler.reconcile.manifest import Manifest, ModelEntry, ModelSet
 from reconciler.reconcile.observe import ModelState, ObservedModel, observe_model
 from reconciler.reconcile.plan import ActionKind, InstallSpec, Plan, PlannedAction, PlannedFile
+from reconciler.reconcile.remote import RemotePlanner, Resolver
 from reconciler.sources.base import LocalModelSource
 
 #: record fields a manifest entry sets directly (type/base/format move files: see _byte_changes)
@@ -116,10 +118,12 @@ def free_space(path: Path) -> int:
 class Planner:
     """Computes a Plan from manifests, the record store and the disk."""
 
-    def __init__(self, installer: ModelInstallService) -> None:
+    def __init__(self, installer: ModelInstallService, lock: Optional[LockFile] = None,
+                 resolver: Optional[Resolver] = None) -> None:
         self.installer = installer
         self.store = installer.record_store
         self.models_dir = installer.models_dir
+        self.remote = RemotePlanner(installer.app_config, resolver or installer.resolve, lock)
 
     def plan(self, manifest: Manifest, options: Optional[PlanOptions] = None) -> Plan:
         """Compute the plan; raises PlanError/ManifestError for what cannot be planned."""
@@ -150,7 +154,13 @@ class Planner:
             if targets and entry.name not in targets:
                 continue
             record = index.by_owner.get((model_set.metadata.name, entry.name))
-            if record is None:
+            if not isinstance(entry.model_source, LocalModelSource):
+                if record is None:
+                    plan.actions.append(self.remote.plan_new(model_set, entry, desired_fields(model_set, entry)))
+                else:
+                    observed = observe_model(self.models_dir, record, all_files.get(record.key, []))
+                    plan.actions.append(self._plan_existing_remote(model_set, entry, observed))
+            elif record is None:
                 action = self._plan_new(model_set, entry, index, declared, read_sets)
                 if action.key:
                     claimed.add(action.key)
@@ -313,6 +323,26 @@ class Planner:
                 "reason": "fields changed: " + ", ".join(sorted(changes)),
             })
         return action
+
+    def _plan_existing_remote(self, model_set: ModelSet, entry: ModelEntry, observed: ObservedModel) -> PlannedAction:
+        record = observed.record
+        wanted = desired_fields(model_set, entry)
+        reasons: list[str] = []
+        if record.source != str(entry.model_source):
+            reasons.append(f"source changed: {record.source} -> {entry.model_source}")
+        reasons += _byte_changes(record, wanted)
+        action = self.remote.plan_existing(model_set, entry, observed, wanted, reasons)
+        if action is not None:
+            return action
+        noop = PlannedAction(action=ActionKind.noop, set=model_set.metadata.name, name=entry.name,
+                             source=str(entry.model_source), reason="in sync", key=record.key)
+        changes = _field_changes(record, wanted)
+        if changes:
+            spec = InstallSpec(config=wanted, changes={**changes, "manifest_digest": wanted["manifest_digest"]})
+            return noop.model_copy(update={
+                "action": ActionKind.update, "install": spec, "reason": "fields changed: " + ", ".join(sorted(changes)),
+            })
+        return noop
 
     # --- prune -------------------------------------------------------------------------------------
     def _plan_prune(

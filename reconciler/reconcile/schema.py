@@ -41,8 +41,15 @@ def manifest_json_schema() -> dict[str, Any]:
 
 
 #: File name -> function making its schema.  One line per schema.
+def _lock_json_schema() -> dict[str, Any]:
+    from reconciler.reconcile.lockfile import lock_json_schema
+
+    return lock_json_schema()
+
+
 SCHEMAS: dict[str, Callable[[], dict[str, Any]]] = {
     "manifest.schema.json": manifest_json_schema,
+    "lock.schema.json": _lock_json_schema,
 }
 
 

@@ -40,8 +40,10 @@ def open_store(settings: AppSettings, create: bool) -> tuple[ModelRecordServiceB
 @contextmanager
 def open_services(settings: AppSettings, create: bool = False) -> Iterator[Services]:
     """Open store + installer; ``create`` makes the store file (apply) or not (plan, status)."""
+    from reconciler.install.manager import metadata_store_for
+
     store, exists = open_store(settings, create)
-    installer = ModelInstallService(app_config=settings, record_store=store)
+    installer = ModelInstallService(app_config=settings, record_store=store, metadata_store=metadata_store_for(store))
     try:
         yield Services(settings=settings, store=store, installer=installer, store_exists=exists)
     finally:

@@ -67,3 +67,20 @@ def resolve_source(source: ModelSource, settings: AppSettings, session: Optional
 
 
 __all__ = ["CIVITAI_TOKEN_ENV", "hf_endpoint", "hf_token", "resolve_source"]
+
+
+def file_url(source: ModelSource, settings: AppSettings, path: str, revision: Optional[str]) -> str:
+    """The download URL of one file of a resolved source (rebuilt from a lock file).
+
+    URLs are not stored in the lock: the same lock then works against a mirror
+    (``HF_ENDPOINT``) or another Civitai endpoint.
+    """
+    if isinstance(source, HFModelSource):
+        from huggingface_hub import hf_hub_url
+
+        return hf_hub_url(source.repo_id, path, revision=revision, endpoint=hf_endpoint(settings))
+    if isinstance(source, CivitaiModelSource):
+        return f"{settings.civitai_endpoint.rstrip('/')}/api/download/models/{source.version_id}"
+    if isinstance(source, URLModelSource):
+        return source.url
+    raise SourceError(f"{source}: a local source has no download URL")

@@ -756,18 +756,21 @@ def test_manifest_error_is_a_value_error(tmp_path: Path) -> None:
 # --- schema -------------------------------------------------------------------------------------
 
 
-def test_committed_schema_is_current() -> None:
-    """schemas/manifest.schema.json must be regenerated (`reconciler schema --out schemas`)."""
-    committed = (REPO / "schemas" / "manifest.schema.json").read_text(encoding="utf-8")
-    assert committed == render_schema(manifest_json_schema()), "schemas/ is stale: regenerate it"
+def test_committed_schemas_are_current() -> None:
+    """schemas/ must be regenerated (`reconciler schema --out schemas`) when a model changes."""
+    from reconciler.reconcile.schema import SCHEMAS
+
+    for name, build in SCHEMAS.items():
+        committed = (REPO / "schemas" / name).read_text(encoding="utf-8")
+        assert committed == render_schema(build()), f"schemas/{name} is stale: run `reconciler schema`"
 
 
 def test_write_schemas(tmp_path: Path) -> None:
-    (path,) = write_schemas(tmp_path / "out")
-    assert path.name == "manifest.schema.json"
+    path, lock_path = write_schemas(tmp_path / "out")
+    assert path.name == "manifest.schema.json" and lock_path.name == "lock.schema.json"
     text = path.read_text(encoding="utf-8")
     assert text.endswith("}\n")
-    assert write_schemas(tmp_path / "out") == [path] and path.read_text(encoding="utf-8") == text
+    assert write_schemas(tmp_path / "out") == [path, lock_path] and path.read_text(encoding="utf-8") == text
     schema = manifest_json_schema()
     entry = schema["$defs"]["ModelEntry"]
     assert entry["additionalProperties"] is False
