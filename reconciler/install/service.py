@@ -242,6 +242,8 @@ class ModelInstallService:
             key = self._install_staged(model_path, config, digests, job.replace_key)
         finally:
             discard(staging)
+        if self.metadata_store is not None and resolved.metadata is None:
+            resolved.metadata = self._fetch_metadata(job.source, resolved.revision)
         if self.metadata_store is not None and resolved.metadata is not None:
             try:
                 if job.replace_key:
@@ -366,6 +368,20 @@ class ModelInstallService:
             return cache.put(key, fetched, move=True)
         finally:
             discard(staging)
+
+    def _fetch_metadata(self, source: ModelSource, revision: Optional[str]) -> Any:
+        """Metadata of a source installed from a lock or saved plan (best effort: None on failure)."""
+        from reconciler.sources.base import CivitaiModelSource, HFModelSource
+        from reconciler.sources.resolve import resolve_source
+
+        if not isinstance(source, (HFModelSource, CivitaiModelSource)):
+            return None
+        try:
+            pinned = revision if isinstance(source, HFModelSource) else None
+            return resolve_source(source, self.app_config, session=self.session, revision=pinned).metadata
+        except Exception:  # noqa: BLE001 - the model is installed; metadata is a bonus
+            log.info("no metadata for %s", source, exc_info=True)
+            return None
 
     def resolve(self, source: ModelSource) -> Any:
         """Resolve a remote source to its revision and files (network)."""

@@ -21,6 +21,7 @@ from reconciler.reconcile.planner import Planner, PlanOptions
 from reconciler.reconcile.services import open_services
 from reconciler.settings import AppSettings, load_settings
 from reconciler.sources.base import LocalModelSource
+from reconciler.sources.resolve import complete_digests
 
 
 def manifest_paths(paths: Sequence[Path | str], settings: AppSettings) -> list[Path]:
@@ -139,7 +140,7 @@ def lock(
                 new.models[name] = current.model_copy(update={"set": set_name})
                 continue
             try:
-                resolved = services.installer.resolve(entry.model_source)
+                resolved = complete_digests(services.installer.resolve(entry.model_source), settings)
             except Exception as exc:
                 where = entry.origin.location("source") if entry.origin else name
                 raise LockFileError(f"{where}: model '{name}': {exc}") from exc

@@ -193,7 +193,7 @@ def _start_remote(installer: ModelInstallService, action: PlannedAction) -> Mode
     spec = action.install
     assert spec is not None and spec.remote is not None
     source = parse_source(action.source or "")
-    resolved = spec_to_resolved(spec.remote, source, installer.app_config)
+    resolved = action._resolved or spec_to_resolved(spec.remote, source, installer.app_config)
     replace_key = action.key if action.action is ActionKind.replace else None
     return installer.import_model(source, spec.config, resolved=resolved, replace_key=replace_key)
 

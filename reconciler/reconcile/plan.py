@@ -12,7 +12,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Optional
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from reconciler.errors import PlanError
 
@@ -99,6 +99,8 @@ class PlannedAction(BaseModel):
     notes: list[str] = Field(default_factory=list)
     install: Optional[InstallSpec] = None
     result: Optional[str] = None
+    #: the in-memory resolution (with metadata) of a remote action; not saved with the plan
+    _resolved: Any = PrivateAttr(default=None)
 
     @property
     def changes_anything(self) -> bool:

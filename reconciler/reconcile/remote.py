@@ -65,11 +65,13 @@ class RemotePlanner:
         resolved, notes = self.resolve(model_set, entry)
         spec = InstallSpec(config=config, sha256=entry.sha256,
                            remote=resolved_to_spec(resolved, model_set.metadata.name, entry.source_digest()))
-        return PlannedAction(
+        action = PlannedAction(
             action=ActionKind.create, set=model_set.metadata.name, name=entry.name, source=str(entry.model_source),
             reason="not installed", files=_planned_files(resolved), notes=notes,
             download_bytes=resolved.download_bytes, write_bytes=resolved.download_bytes, install=spec,
         )
+        action._resolved = resolved
+        return action
 
     def plan_existing(self, model_set: ModelSet, entry: ModelEntry, observed: ObservedModel,
                       config: dict[str, Any], replace_reasons: list[str]) -> Optional[PlannedAction]:
@@ -85,10 +87,12 @@ class RemotePlanner:
         if replace_reasons:
             spec = InstallSpec(config=config, sha256=entry.sha256,
                                remote=resolved_to_spec(resolved, model_set.metadata.name, entry.source_digest()))
-            return base.model_copy(update={
+            action = base.model_copy(update={
                 "reason": "; ".join(replace_reasons), "install": spec, "files": _planned_files(resolved),
                 "download_bytes": resolved.download_bytes, "write_bytes": resolved.download_bytes,
             })
+            action._resolved = resolved
+            return action
         if observed.files_state is ModelState.in_sync:
             return None
         broken = set(observed.missing_files) | set(observed.changed_files)

@@ -84,3 +84,41 @@ def file_url(source: ModelSource, settings: AppSettings, path: str, revision: Op
     if isinstance(source, URLModelSource):
         return source.url
     raise SourceError(f"{source}: a local source has no download URL")
+
+
+#: files without a listed sha256 (git-stored configs, tokenizers) up to this size are hashed at lock time
+HASH_AT_LOCK_MAX = 64 * 2**20
+
+
+def complete_digests(resolved: ResolvedSource, settings: AppSettings,
+                     session: Optional[requests.Session] = None) -> ResolvedSource:
+    """Fill in the sha256 of small files the listing gives none for (Hugging Face keeps only
+    LFS files' sha256), by fetching and hashing them, so a lock pins every byte.
+
+    Files larger than :data:`HASH_AT_LOCK_MAX` without a sha256 keep None (their size and
+    the pinned revision still pin them).
+    """
+    import hashlib
+    from dataclasses import replace
+
+    from reconciler.errors import TransientError
+
+    session = session or requests.Session()
+    source = resolved.source
+    token = getattr(source, "access_token", None)
+    if token is None and isinstance(source, HFModelSource):
+        token = hf_token()
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    files = []
+    for f in resolved.files:
+        if f.sha256 is None and (f.size is None or f.size <= HASH_AT_LOCK_MAX):
+            try:
+                response = session.get(f.url, headers=headers, timeout=settings.download_timeout)
+            except requests.RequestException as exc:
+                raise TransientError(f"cannot fetch {f.path} of {source} to hash it: {type(exc).__name__}") from None
+            if response.status_code != 200:
+                raise SourceError(f"cannot fetch {f.path} of {source} to hash it: HTTP {response.status_code}")
+            body = response.content
+            f = replace(f, sha256=hashlib.sha256(body).hexdigest(), size=len(body))
+        files.append(f)
+    return replace(resolved, files=files)
