@@ -70,7 +70,9 @@ def resolve_url(source: URLModelSource, session: Optional[requests.Session] = No
                 f"{what} redirected to an HTML page ({redact_url(resp.url)}), not a model file: "
                 "a login page? it may need an access token"
             )
-        raise SourceError(f"{what} is an HTML page, not a model file")
+        raise AuthenticationRequiredError(
+            f"{what} is an HTML page, not a model file: a login page? the source may need an access token"
+        )
     size: Optional[int] = None
     total = _CONTENT_RANGE_TOTAL.match(resp.headers.get("Content-Range", ""))
     if total:

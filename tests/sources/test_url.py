@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 import requests
 
-from reconciler.errors import AuthenticationRequiredError, SourceError, SourceNotFoundError, TransientError
+from reconciler.errors import AuthenticationRequiredError, SourceNotFoundError, TransientError
 from reconciler.settings import AppSettings
 from reconciler.sources import URLModelSource, parse_source
 from reconciler.sources.resolve import resolve_source
@@ -81,7 +81,7 @@ def test_errors_and_redaction(hub: FakeHub) -> None:
     with pytest.raises(TransientError):
         resolve(hub.url("/busy"))
     hub.server.add_file("/page", b"<html></html>", content_type="text/html; charset=utf-8")
-    with pytest.raises(SourceError, match="HTML page"):
+    with pytest.raises(AuthenticationRequiredError, match="HTML page.*access token"):
         resolve(hub.url("/page"))
     hub.server.add_redirect("/login-first", hub.url("/page"))
     with pytest.raises(AuthenticationRequiredError, match="login page"):
