@@ -170,6 +170,12 @@ class Planner:
                 plan.actions.append(self._plan_existing(model_set, entry, observed))
 
         self._plan_prune(manifest, [r for r in records if r.key not in claimed], declared, targets, options, plan)
+        warm = sorted(e.name for _s, e in manifest.entries() if e.warm and (not targets or e.name in targets))
+        if warm:
+            plan.warnings.append(
+                "warm-up (`warm: true`) needs the model loader, which this build does not have yet: "
+                f"{', '.join(warm)} will be installed but not loaded"
+            )
         plan.free_bytes = free_space(self.models_dir)
         if plan.write_bytes > (plan.free_bytes or 0):
             plan.warnings.append(
@@ -180,11 +186,7 @@ class Planner:
     # --- one declared entry -----------------------------------------------------------------
     def _local_source(self, entry: ModelEntry) -> LocalModelSource:
         source = entry.model_source
-        if not isinstance(source, LocalModelSource):
-            raise _entry_error(
-                entry, f"model '{entry.name}': remote source {source} cannot be installed yet "
-                "(this build handles local sources only)",
-            )
+        assert isinstance(source, LocalModelSource), "remote entries are planned by RemotePlanner"
         if not Path(source.path).exists():
             raise _entry_error(entry, f"model '{entry.name}': local source {source.path} does not exist")
         return source

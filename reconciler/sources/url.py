@@ -20,7 +20,7 @@ from urllib.parse import unquote, urlsplit
 
 import requests
 
-from reconciler.errors import AuthenticationRequiredError, SourceError, TransientError
+from reconciler.errors import AuthenticationRequiredError, TransientError
 from reconciler.sources._http import (
     DEFAULT_TIMEOUT,
     auth_headers,
