@@ -15,9 +15,8 @@ from __future__ import annotations
 import email.utils
 import re
 import time
-import unicodedata
 from collections.abc import Iterable, Mapping
-from urllib.parse import parse_qsl, unquote, urlencode, urljoin, urlsplit, urlunsplit
+from urllib.parse import unquote, urljoin, urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -28,13 +27,13 @@ from reconciler.errors import (
     RemoteFileNotFoundError,
     TransientDownloadError,
 )
+from reconciler.netnames import filename_from_content_disposition, redact_url, sanitize_filename
 
 USER_AGENT = "model-reconciler/0.1 (+download queue)"
 MAX_REDIRECTS = 10
 REDIRECT_CODES = frozenset({301, 302, 303, 307, 308})
 RETRIABLE_CODES = frozenset({408, 425, 429, 500, 502, 503, 504})
 
-_SECRET_KEY = re.compile(r"(token|key|sig|auth|pass|secret|cred|session|amz|goog|policy|expires)", re.I)
 
 
 def make_session(pool_maxsize: int = 64) -> requests.Session:
@@ -56,26 +55,6 @@ def _origin(url: str) -> tuple[str, str, int | None]:
     parts = urlsplit(url)
     port = parts.port or {"http": 80, "https": 443}.get(parts.scheme.lower())
     return (parts.scheme.lower(), (parts.hostname or "").lower(), port)
-
-
-def redact_url(url: str) -> str:
-    """The URL without user:password and with secret-looking query values replaced by ``***``."""
-    try:
-        parts = urlsplit(str(url))
-    except ValueError:
-        return "<unparsable url>"
-    netloc = parts.hostname or ""
-    if parts.port:
-        netloc = f"{netloc}:{parts.port}"
-    if ":" in (parts.hostname or ""):  # IPv6 literal
-        netloc = f"[{parts.hostname}]" + (f":{parts.port}" if parts.port else "")
-    query = ""
-    if parts.query:
-        pairs = parse_qsl(parts.query, keep_blank_values=True)
-        query = urlencode(
-            [(k, "***" if (_SECRET_KEY.search(k) or len(v) >= 32) else v) for k, v in pairs], safe="*"
-        )
-    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
 
 
 def scrub(text: str, secrets: Iterable[str | None]) -> str:
@@ -187,45 +166,6 @@ def check_status(resp: requests.Response, url: str, token: str | None) -> None:
         err.retry_after = parse_retry_after(resp.headers.get("Retry-After"))  # type: ignore[attr-defined]
         raise err
     raise DownloadError(f"{shown}: HTTP {code} {reason}")
-
-
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_BAD_CHARS = re.compile(r'[<>:"|?*]')
-
-
-def sanitize_filename(name: str) -> str | None:
-    """One safe path component from a remote name, or None when nothing usable is left.
-
-    Drops directories (both separators), control characters and characters Windows
-    refuses; refuses ``.``/``..``/empty; trims leading/trailing dots and spaces.
-    """
-    name = unicodedata.normalize("NFC", name)
-    name = name.replace("\\", "/").split("/")[-1]
-    name = _CONTROL.sub("", name)
-    name = _BAD_CHARS.sub("_", name).strip().strip(".").strip()
-    if not name or name in (".", ".."):
-        return None
-    return name[:255]
-
-
-def filename_from_content_disposition(value: str | None) -> str | None:
-    """The (unsanitised) filename of a Content-Disposition header, RFC 6266 ``filename*`` first."""
-    if not value:
-        return None
-    m = re.search(r"filename\*\s*=\s*([^']*)'[^']*'([^;]+)", value, re.I)
-    if m:
-        charset = m.group(1) or "utf-8"
-        try:
-            return unquote(m.group(2).strip().strip('"'), encoding=charset, errors="strict")
-        except (LookupError, UnicodeDecodeError):
-            pass
-    m = re.search(r'filename\s*=\s*"((?:[^"\\]|\\.)*)"', value, re.I)
-    if m:
-        return re.sub(r"\\(.)", r"\1", m.group(1))
-    m = re.search(r"filename\s*=\s*([^;]+)", value, re.I)
-    if m:
-        return m.group(1).strip()
-    return None
 
 
 def remote_filename(resp: requests.Response | None, url: str) -> str | None:

@@ -37,6 +37,7 @@ from typing import Any, Optional
 from filelock import FileLock
 
 from reconciler.errors import InstallError
+from reconciler.install.copy import discard
 
 log = logging.getLogger(__name__)
 
@@ -65,13 +66,7 @@ def _tree_size(path: Path) -> int:
 
 
 def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path, ignore_errors=True)
-    else:
-        try:
-            path.unlink()
-        except FileNotFoundError:
-            pass
+    discard(path)
 
 
 class DownloadCache:

@@ -21,6 +21,7 @@ from typing import Any, Optional
 from reconciler.configs import FileState, ModelConfigBase, new_model_key, validate_config
 from reconciler.errors import (
     InstallError,
+    InvalidModelError,
     SourceNotFoundError,
     UnknownJobIDException,
     UnknownModelException,
@@ -239,7 +240,7 @@ class ModelInstallService:
             config.setdefault("source_api_response", resolved.metadata.model_dump_json())
         digests = {("" if resolved.single_file else f.dest): f.sha256 for f in resolved.files if f.sha256}
         try:
-            key = self._install_staged(model_path, config, digests, job.replace_key)
+            key = self._install_staged(model_path, config, digests, job.replace_key, shown_as=str(job.source))
         finally:
             discard(staging)
         if self.metadata_store is not None and resolved.metadata is None:
@@ -403,21 +404,38 @@ class ModelInstallService:
                 self._own_queue = True
             return self.download_queue
 
+    def _check_destination_free(self, dest: Path, replace_key: Optional[str]) -> None:
+        """Refuse to overwrite files at ``dest`` that no record owns (they are the user's)."""
+        if replace_key is None and dest.exists() and not self.record_store.search_by_path(
+                record_path(self.models_dir, dest)):
+            raise InstallError(f"{dest} already exists and no record owns it; refusing to overwrite it")
+
     def _install_staged(self, model_path: Path, config: Mapping[str, Any], digests: Mapping[str, str],
-                        replace_key: Optional[str]) -> str:
-        """Move downloaded files (already under tmp/) into place and write the record."""
-        data, _ = self.probe(model_path, config)
-        data.pop("key", None)
+                        replace_key: Optional[str], probed: bool = False, shown_as: Optional[str] = None) -> str:
+        """Move staged files (already under tmp/) into place and write the record.
+
+        ``probed``: ``config`` already holds the prober's fields (a local copy probed at its
+        source).  ``shown_as`` names the source in a probe error instead of the staging path.
+        """
+        if probed:
+            data = dict(config)
+        else:
+            try:
+                data, _ = self.probe(model_path, config)
+            except InvalidModelError as exc:
+                if shown_as is None:
+                    raise
+                raise type(exc)(str(exc).replace(str(model_path), shown_as)) from exc
+        new_key = str(data.pop("key", None) or new_model_key())
         dest = install_destination(self.models_dir, data["base"], data["type"], data["name"], model_path)
         old = self.record_store.get_model(replace_key) if replace_key else None
-        if old is None and dest.exists() and not self.record_store.search_by_path(record_path(self.models_dir, dest)):
-            raise InstallError(f"{dest} already exists and no record owns it; refusing to overwrite it")
+        self._check_destination_free(dest, replace_key)
         displaced = move_into_place(model_path, dest, self.app_config.tmp_dir)
         try:
             data.update(path=record_path(self.models_dir, dest), inplace=False, hash=fast_hash(dest))
             states = _with_sha256(file_states(dest), digests)
             if old is None:
-                key = self._add_record(str(data.pop("key", None) or new_model_key()), data, states)
+                key = self._add_record(new_key, data, states)
             else:
                 merged = {**old.model_dump(exclude={"key"}), **data}
                 for stale in PROBED_KEYS:
@@ -469,28 +487,7 @@ class ModelInstallService:
 
     def install_path(self, model_path: Path | str, config: Optional[Mapping[str, Any]] = None) -> str:
         """Copy a model into ``<models_dir>/<base>/<type>/<name>`` and register it."""
-        model_path = self._existing(model_path)
-        data, _ = self.probe(model_path, config)
-        key = str(data.pop("key", None) or new_model_key())
-        dest = install_destination(self.models_dir, data["base"], data["type"], data["name"], model_path)
-        if dest.exists() and not self.record_store.search_by_path(record_path(self.models_dir, dest)):
-            raise InstallError(f"{dest} already exists and no record owns it; refusing to overwrite it")
-        self._emit("model_install_running", source=str(model_path), local_path=str(dest))
-        staged, digests = stage_copy(model_path, self.app_config.tmp_dir)
-        displaced = None
-        try:
-            displaced = move_into_place(staged, dest, self.app_config.tmp_dir)
-            data.update(path=record_path(self.models_dir, dest), inplace=False, hash=fast_hash(dest))
-            data.setdefault("source", str(model_path.absolute()))
-            data.setdefault("source_fingerprint", local_fingerprint(model_path))
-            key = self._add_record(key, data, _with_sha256(file_states(dest), digests))
-        except BaseException:
-            discard(staged)
-            raise
-        finally:
-            discard(displaced)
-        self._emit("model_install_completed", source=str(model_path), key=key, total_bytes=_size(dest))
-        return key
+        return self._copy_in(model_path, config, replace_key=None).key
 
     def reinstall_path(self, key: str, model_path: Path | str, config: Optional[Mapping[str, Any]] = None) -> ModelConfigBase:
         """Replace or repair an existing record's files from ``model_path``, keeping its key.
@@ -498,36 +495,26 @@ class ModelInstallService:
         New bytes are staged beside the old ones; the swap is a rename, the record is
         rewritten, and only then are the old files removed.
         """
-        old = self.record_store.get_model(key)
+        self.record_store.get_model(key)  # UnknownModelException before any copying
+        return self._copy_in(model_path, config, replace_key=key)
+
+    def _copy_in(self, model_path: Path | str, config: Optional[Mapping[str, Any]],
+                 replace_key: Optional[str]) -> ModelConfigBase:
+        """Stage a copy of a local model under tmp/, then install it like a download."""
         model_path = self._existing(model_path)
-        data, _ = self.probe(model_path, config)
-        data.pop("key", None)
+        data, _ = self.probe(model_path, config)  # refuse a non-model before copying a byte
+        data.setdefault("source", str(model_path.absolute()))
+        data.setdefault("source_fingerprint", local_fingerprint(model_path))
         dest = install_destination(self.models_dir, data["base"], data["type"], data["name"], model_path)
-        old_path = resolve_model_path(self.models_dir, old)
+        self._check_destination_free(dest, replace_key)
+        self._emit("model_install_running", source=str(model_path), local_path=str(dest))
         staged, digests = stage_copy(model_path, self.app_config.tmp_dir)
-        displaced = None
         try:
-            displaced = move_into_place(staged, dest, self.app_config.tmp_dir)
-            data.update(path=record_path(self.models_dir, dest), inplace=False, hash=fast_hash(dest))
-            data.setdefault("source", str(model_path.absolute()))
-            data.setdefault("source_fingerprint", local_fingerprint(model_path))
-            merged = {**old.model_dump(exclude={"key"}), **data}
-            for stale in PROBED_KEYS:  # let the new probe decide what the old record said
-                if stale not in data:
-                    merged.pop(stale, None)
-            record = self.record_store.update_model(key, validate_config({**merged, "key": key}))
-            self.record_store.set_files(key, _with_sha256(file_states(dest), digests))
-        except BaseException:
-            discard(staged)
-            if displaced is not None and not dest.exists():
-                os.replace(displaced, dest)
-                displaced = None
-            raise
+            key = self._install_staged(staged, data, digests, replace_key, probed=True)
         finally:
-            discard(displaced)
-        if not old.inplace and old_path.absolute() != dest.absolute() and is_inside(old_path, self.models_dir):
-            discard(old_path)
-            prune_empty_parents(old_path, self.models_dir)
+            discard(staged)  # gone already when the install moved it into place
+        record = self.record_store.get_model(key)
+        dest = resolve_model_path(self.models_dir, record)
         self._emit("model_install_completed", source=str(model_path), key=key, total_bytes=_size(dest))
         return record
 

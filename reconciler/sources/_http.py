@@ -7,10 +7,7 @@ not import each other.  Keep the two copies in step (or move both to a shared lo
 
 from __future__ import annotations
 
-import re
-import unicodedata
 from typing import Optional
-from urllib.parse import unquote, urlsplit, urlunsplit
 
 import requests
 
@@ -20,51 +17,10 @@ from reconciler.errors import (
     SourceNotFoundError,
     TransientError,
 )
+from reconciler.netnames import filename_from_content_disposition, redact_url, sanitize_filename
 
 DEFAULT_TIMEOUT = 30.0
 USER_AGENT = "model-reconciler"
-
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
-_BAD_CHARS = re.compile(r'[<>:"|?*]')
-
-
-def sanitize_filename(name: str) -> Optional[str]:
-    """One safe path component from a remote name, or None when nothing usable is left."""
-    name = unicodedata.normalize("NFC", name)
-    name = name.replace("\\", "/").split("/")[-1]
-    name = _CONTROL.sub("", name)
-    name = _BAD_CHARS.sub("_", name).strip().strip(".").strip()
-    if not name or name in (".", ".."):
-        return None
-    return name[:255]
-
-
-def filename_from_content_disposition(value: Optional[str]) -> Optional[str]:
-    """The (unsanitised) filename of a Content-Disposition header, RFC 6266 ``filename*`` first."""
-    if not value:
-        return None
-    m = re.search(r"filename\*\s*=\s*([^']*)'[^']*'([^;]+)", value, re.I)
-    if m:
-        charset = m.group(1) or "utf-8"
-        try:
-            return unquote(m.group(2).strip().strip('"'), encoding=charset, errors="strict")
-        except (LookupError, UnicodeDecodeError):
-            pass
-    m = re.search(r'filename\s*=\s*"((?:[^"\\]|\\.)*)"', value, re.I)
-    if m:
-        return re.sub(r"\\(.)", r"\1", m.group(1))
-    m = re.search(r"filename\s*=\s*([^;]+)", value, re.I)
-    if m:
-        return m.group(1).strip()
-    return None
-
-
-def redact_url(url: str) -> str:
-    """``url`` without its query, fragment and userinfo (where tokens hide), for messages."""
-    parts = urlsplit(url)
-    netloc = parts.netloc.rpartition("@")[2]
-    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
-
 
 def auth_headers(token: Optional[str]) -> dict[str, str]:
     """``Authorization: Bearer`` when there is a token."""
