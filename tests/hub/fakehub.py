@@ -7,6 +7,7 @@ file is a FaultServer :class:`Route`, so Range requests, ETags and every fault s
 
     with FakeHub() as hub:
         sha = hub.add_repo("acme/tiny", {"model_index.json": b"{}", "unet/x.safetensors": b"..."})
+        hub.add_repo("acme/big", {"unet/x.safetensors": Path("/tmp/big.bin")})  # served from disk
         hub.add_folder("acme/pipe", path_to_a_diffusers_folder)      # a local folder as a repo
         hub.set_gated("acme/tiny", token="hf_secret")                 # 401/403 GatedRepo on files
         hub.set_private("acme/priv", token="hf_secret")               # 401 RepoNotFound everywhere
@@ -54,6 +55,7 @@ import hashlib
 import json
 import re
 import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -80,16 +82,32 @@ def git_blob_sha1(data: bytes) -> str:
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
 
+def _file_digests(path: Path) -> tuple[int, str, str]:
+    """(size, sha256, git blob sha1) of a file, read once in blocks (for big bench files)."""
+    size = path.stat().st_size
+    sha256 = hashlib.sha256()
+    sha1 = hashlib.sha1(b"blob %d\0" % size)
+    buf = bytearray(8 * 2**20)
+    view = memoryview(buf)
+    with open(path, "rb", buffering=0) as fh:
+        while n := fh.readinto(buf):
+            sha256.update(view[:n])
+            sha1.update(view[:n])
+    return size, sha256.hexdigest(), sha1.hexdigest()
+
+
 @dataclass
 class HubFile:
-    """One file of one commit."""
+    """One file of one commit: its bytes in memory, or (``data`` None) a file on disk."""
 
     path: str
-    data: bytes
+    data: bytes | None
     sha256: str
     blob_id: str
     lfs: bool
     route: Route
+    size: int = 0
+    file: Path | None = None
 
 
 @dataclass
@@ -179,6 +197,11 @@ class FakeHub:
         self.server.routes = _HubRoutes(self, self.server.routes)
         self.server.requests = _Requests(self.server.requests)
         self.cdn = FaultServer()  # another port: clients drop Authorization on redirects to it
+        for srv in (self.server, self.cdn):
+            # TCP_NODELAY, as real hub and CDN servers do: the handler writes headers and body
+            # separately, and with Nagle on, every response after the first on a kept-alive
+            # connection waits ~40 ms for the client's delayed ACK before its body goes out
+            srv._httpd.RequestHandlerClass.disable_nagle_algorithm = True
         self.repos: dict[str, HubRepo] = {}
         self.civitai: dict[int, CivitaiVersion] = {}
         self._commit_counter = 0
@@ -214,12 +237,14 @@ class FakeHub:
                 if k.lower() == "authorization"]
 
     # --- Hugging Face repos --------------------------------------------------------------------
-    def add_repo(self, repo_id: str, files: dict[str, bytes], branch: str = "main", *,
+    def add_repo(self, repo_id: str, files: Mapping[str, bytes | Path], branch: str = "main", *,
                  author: str | None = None, tags: list[str] | None = None,
                  card_data: dict[str, Any] | None = None) -> str:
         """Commit ``files`` (the whole tree of the new commit) to ``branch``; return the commit sha.
 
-        The first call creates the repo; later calls move ``branch`` to a new commit.
+        The first call creates the repo; later calls move ``branch`` to a new commit.  A
+        value may be a :class:`~pathlib.Path` instead of bytes: that file is hashed once
+        and served from disk (with sendfile), so a bench can serve GiBs without holding them.
         """
         with self._lock:
             repo = self.repos.setdefault(repo_id, HubRepo(repo_id=repo_id))
@@ -232,12 +257,13 @@ class FakeHub:
             self._commit_counter += 1
             parent = repo.branches.get(branch, "")
             digest = hashlib.sha1(f"{repo_id}\0{branch}\0{parent}\0{self._commit_counter}".encode())
+            hashed = {path: self._digests(content) for path, content in files.items()}
             for path in sorted(files):
-                digest.update(path.encode() + b"\0" + hashlib.sha256(files[path]).digest())
+                digest.update(path.encode() + b"\0" + bytes.fromhex(hashed[path][1]))
             sha = digest.hexdigest()
             commit = Commit(sha=sha, files={}, when=_EPOCH + timedelta(minutes=self._commit_counter))
-            for path, data in files.items():
-                commit.files[path] = self._hub_file(sha, path, data)
+            for path, content in files.items():
+                commit.files[path] = self._hub_file(sha, path, content, hashed[path])
             repo.commits[sha] = commit
             repo.branches[branch] = sha
             return sha
@@ -298,16 +324,25 @@ class FakeHub:
         repo = self.repos[repo_id]
         return repo.commits[repo.branches.get(revision, revision)].files[path]
 
-    def _hub_file(self, sha: str, path: str, data: bytes) -> HubFile:
-        sha256 = hashlib.sha256(data).hexdigest()
-        blob = git_blob_sha1(data)
-        lfs = path.lower().endswith(LFS_SUFFIXES) or len(data) > 10 * 2**20
+    @staticmethod
+    def _digests(content: bytes | Path) -> tuple[int, str, str]:
+        """(size, sha256, git blob sha1) of in-memory bytes or a file on disk."""
+        if isinstance(content, Path):
+            return _file_digests(content)
+        return len(content), hashlib.sha256(content).hexdigest(), git_blob_sha1(content)
+
+    def _hub_file(self, sha: str, path: str, content: bytes | Path, digests: tuple[int, str, str]) -> HubFile:
+        size, sha256, blob = digests
+        lfs = path.lower().endswith(LFS_SUFFIXES) or size > 10 * 2**20
         headers = {"X-Repo-Commit": sha}
         if lfs:
-            headers.update({"X-Linked-Etag": f'"{sha256}"', "X-Linked-Size": str(len(data))})
-        route = Route(data=data, etag=f'"{sha256 if lfs else blob}"', headers=headers,
+            headers.update({"X-Linked-Etag": f'"{sha256}"', "X-Linked-Size": str(size)})
+        data = None if isinstance(content, Path) else content
+        file = content if isinstance(content, Path) else None
+        route = Route(data=data, file=file, etag=f'"{sha256 if lfs else blob}"', headers=headers,
                       content_type="application/octet-stream" if lfs else "text/plain; charset=utf-8")
-        return HubFile(path=path, data=data, sha256=sha256, blob_id=blob, lfs=lfs, route=route)
+        return HubFile(path=path, data=data, sha256=sha256, blob_id=blob, lfs=lfs, route=route, size=size,
+                       file=file)
 
     # --- request dispatch ----------------------------------------------------------------------
     def _dispatch(self, path: str, headers: dict[str, str]) -> Route | None:
@@ -366,9 +401,9 @@ class FakeHub:
             return commit.raw_listing
         out = []
         for f in sorted(commit.files.values(), key=lambda f: f.path):
-            entry: dict[str, Any] = {"rfilename": f.path, "size": len(f.data), "blobId": f.blob_id}
+            entry: dict[str, Any] = {"rfilename": f.path, "size": f.size, "blobId": f.blob_id}
             if f.lfs:
-                entry["lfs"] = {"sha256": f.sha256, "size": len(f.data), "pointerSize": 134}
+                entry["lfs"] = {"sha256": f.sha256, "size": f.size, "pointerSize": 134}
             out.append(entry)
         return out
 
