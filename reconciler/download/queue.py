@@ -53,11 +53,21 @@ from .segments import (
 log = logging.getLogger(__name__)
 
 EVENT_PREFIX = "download_"
+PARALLEL_PARTS = 3
+"""Parts of one multi-file job downloading at once.  They share the job's
+``connections_per_file`` (each gets its share), so a job opens no more connections than
+before; side by side, one file's fixed costs (request, fsync, rename) and the hash thread's
+turn overlap another's transfer."""
 _ACTIVE = (DownloadJobStatus.ENQUEUED, DownloadJobStatus.RUNNING)
 
 
 class _Progress:
-    """Turns byte deltas into ``running`` events about every 1% (or 0.5 s without a size)."""
+    """Turns byte deltas into ``running`` events about every 1% (or 0.5 s without a size).
+
+    One per job run: the parts of a multi-file job that download side by side report
+    through :meth:`for_part`, under this one lock, so the job's sums and its event marks
+    stay consistent.
+    """
 
     def __init__(self, job: DownloadJobRemoteSource, emit: Callable[[], None],
                  part: DownloadPart | None = None) -> None:
@@ -69,13 +79,20 @@ class _Progress:
         self.last_time = 0.0
 
     def __call__(self, delta: int, total: int | None) -> None:
+        self.add(delta, total, self.part)
+
+    def for_part(self, part: DownloadPart) -> Callable[[int, int | None], None]:
+        """The progress callback of one part."""
+        return lambda delta, total: self.add(delta, total, part)
+
+    def add(self, delta: int, total: int | None, part: DownloadPart | None) -> None:
         with self.lock:
             job = self.job
             job.bytes += delta
-            if self.part is not None:
-                self.part.bytes += delta
-                if total is not None and self.part.total_bytes != total:
-                    self.part.total_bytes = total
+            if part is not None:
+                part.bytes += delta
+                if total is not None and part.total_bytes != total:
+                    part.total_bytes = total
                     parts = getattr(job, "parts", [])
                     job.total_bytes = sum(p.expected_size if p.expected_size is not None else p.total_bytes
                                           for p in parts)
@@ -92,6 +109,29 @@ class _Progress:
             elif now - self.last_time >= 0.5:
                 self.last_time = now
                 self.emit()
+
+
+class _Downloads:
+    """The FileDownloads a multi-file job has running at once (for :meth:`cancel_job`)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._running: list[FileDownload] = []
+
+    def add(self, dl: FileDownload) -> None:
+        with self._lock:
+            self._running.append(dl)
+
+    def discard(self, dl: FileDownload) -> None:
+        with self._lock:
+            if dl in self._running:
+                self._running.remove(dl)
+
+    def abort_connections(self) -> None:
+        with self._lock:
+            running = list(self._running)
+        for dl in running:
+            dl.abort_connections()
 
 
 class DownloadQueueService:
@@ -115,6 +155,7 @@ class DownloadQueueService:
         split_below: Optional[int] = SPLIT_BELOW,
         split_after: float = SPLIT_AFTER,
         adaptive_min_size: int = ADAPTIVE_MIN_SIZE,
+        parallel_parts: int = PARALLEL_PARTS,
     ) -> None:
         if max_parallel_dl < 1:
             raise ValueError("max_parallel_dl must be >= 1")
@@ -128,6 +169,7 @@ class DownloadQueueService:
         self.split_below = split_below
         self.split_after = split_after
         self.adaptive_min_size = adaptive_min_size
+        self.parallel_parts = max(1, parallel_parts)
         self.quiet = quiet
         self._session = requests_session or make_session(max_parallel_dl * self.connections_per_file + 4)
         self._handlers: list[EventHandler] = list(event_handlers or [])
@@ -142,7 +184,7 @@ class DownloadQueueService:
         self._pq: _queue.PriorityQueue[tuple[int, int, int, Any]] = _queue.PriorityQueue()
         self._workers: list[threading.Thread] = []
         self._running = False
-        self._active_downloads: dict[int, FileDownload] = {}
+        self._active_downloads: dict[int, FileDownload | _Downloads] = {}
         self.start()
 
     # --- lifecycle -------------------------------------------------------------------------
@@ -457,8 +499,9 @@ class DownloadQueueService:
         job._partials.clear()
 
     def _make_download(self, job: DownloadJobRemoteSource, url: str, dest: Optional[Path], destdir: Path,
-                       progress: _Progress, expected_size: Optional[int],
-                       expected_sha256: Optional[str]) -> FileDownload:
+                       progress: Callable[[int, Optional[int]], None], expected_size: Optional[int],
+                       expected_sha256: Optional[str], *, connections: Optional[int] = None,
+                       stop: Optional[threading.Event] = None) -> FileDownload:
         def on_dest(path: Path) -> None:
             job._partials.add(path)
 
@@ -466,9 +509,9 @@ class DownloadQueueService:
             job._partials.add(dest)
         return FileDownload(
             session=self._session, url=url, dest=dest, destdir=destdir, token=job.access_token,
-            connections=self.connections_per_file, min_segment_size=self.min_segment_size,
+            connections=connections or self.connections_per_file, min_segment_size=self.min_segment_size,
             chunk_size=self.chunk_size, bucket=self._bucket, retry=self._retry,
-            timeout=self.download_timeout, stop=job._stop, expected_size=expected_size,
+            timeout=self.download_timeout, stop=stop or job._stop, expected_size=expected_size,
             expected_sha256=expected_sha256, compute_sha256=self.compute_sha256,
             on_progress=progress, on_dest=on_dest, split_below=self.split_below,
             split_after=self.split_after, adaptive_min_size=self.adaptive_min_size,
@@ -501,32 +544,90 @@ class DownloadQueueService:
         job._partials.discard(result.path)
 
     def _run_multi(self, job: MultiFileDownloadJob) -> None:
+        """Download the parts not yet done, up to :attr:`parallel_parts` at a time, in order.
+
+        Pause and cancel stop every running part at once.  A failed part starts no new
+        ones, but lets those already running finish (their files stay for the next try),
+        then the job fails with that part's error.
+        """
         root = Path(job.destination)
         job.download_path = root
         job.bytes = sum(p.bytes for p in job.parts if p.status == DownloadJobStatus.COMPLETED)
-        for part in job.parts:
-            if part.status == DownloadJobStatus.COMPLETED and part.download_path and part.download_path.exists():
-                continue
-            if job._stop.is_set():
-                raise Interrupted()
+        pending = [p for p in job.parts if not (p.status == DownloadJobStatus.COMPLETED and p.download_path
+                                                and p.download_path.exists())]
+        width = max(1, min(self.parallel_parts, self.connections_per_file, len(pending)))
+        connections = max(1, self.connections_per_file // width)
+        progress = _Progress(job, lambda: self._emit(job))
+        running = _Downloads()
+        with self._lock:
+            self._active_downloads[job.id] = running
+        # one part at a time runs on this thread and stops on job._stop directly; side by side,
+        # the parts stop on `halt`, which this thread sets when job._stop is set
+        halt = job._stop if width == 1 else threading.Event()
+        take_lock = threading.Lock()
+        failures: list[BaseException] = []
+
+        def take() -> Optional[DownloadPart]:
+            with take_lock:
+                if failures or halt.is_set() or not pending:
+                    return None
+                return pending.pop(0)
+
+        def work() -> None:
+            while (part := take()) is not None:
+                try:
+                    self._run_part(job, part, root, progress, running, connections, halt)
+                except BaseException as exc:  # noqa: BLE001 - handed to the job's thread
+                    with take_lock:
+                        failures.append(exc)
+                    return
+
+        if width == 1:
+            work()
+        else:
+            threads = [threading.Thread(target=work, daemon=True, name=f"dl-part-{job.id}-{i}") for i in range(width)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                while t.is_alive():
+                    t.join(0.05)
+                    if job._stop.is_set():
+                        halt.set()
+        if job._stop.is_set() and (not failures or all(isinstance(e, Interrupted) for e in failures)):
+            raise Interrupted()
+        real = [e for e in failures if not isinstance(e, Interrupted)]
+        if real:
+            raise real[0]
+        if failures:
+            raise failures[0]
+        job.bytes = sum(p.total_bytes for p in job.parts)
+        job.total_bytes = job.bytes
+
+    def _run_part(self, job: MultiFileDownloadJob, part: DownloadPart, root: Path, progress: _Progress,
+                  running: _Downloads, connections: int, stop: threading.Event) -> None:
+        """One part of a multi-file job: download, verify, record the result on ``part``."""
+        with progress.lock:
+            if part.status == DownloadJobStatus.COMPLETED:  # its file vanished: counted in job.bytes
+                job.bytes -= part.bytes
             part.status = DownloadJobStatus.RUNNING
             part.bytes = 0
-            dest = root / str(part.dest_relpath)
-            progress = _Progress(job, lambda: self._emit(job), part=part)
-            dl = self._make_download(job, part.url, dest, dest.parent, progress, part.expected_size,
-                                     part.expected_sha256)
-            with self._lock:
-                self._active_downloads[job.id] = dl
-            try:
-                result = dl.run()
-            except Interrupted:
-                part.status = DownloadJobStatus.PAUSED
-                raise
-            except Exception as exc:
-                part.status = DownloadJobStatus.ERROR
-                if hasattr(exc, "add_note"):
-                    exc.add_note(f"while downloading {part.dest_relpath}")
-                raise
+        dest = root / str(part.dest_relpath)
+        dl = self._make_download(job, part.url, dest, dest.parent, progress.for_part(part), part.expected_size,
+                                 part.expected_sha256, connections=connections, stop=stop)
+        running.add(dl)
+        try:
+            result = dl.run()
+        except Interrupted:
+            part.status = DownloadJobStatus.PAUSED
+            raise
+        except Exception as exc:
+            part.status = DownloadJobStatus.ERROR
+            if hasattr(exc, "add_note"):
+                exc.add_note(f"while downloading {part.dest_relpath}")
+            raise
+        finally:
+            running.discard(dl)
+        with progress.lock:
             part.status = DownloadJobStatus.COMPLETED
             part.download_path = result.path
             part.actual_sha256 = result.sha256
@@ -534,8 +635,6 @@ class DownloadQueueService:
             if part.expected_size is None:  # total learnt as we go
                 job.total_bytes = max(job.total_bytes, job.bytes)
             job._partials.discard(result.path)
-        job.bytes = sum(p.total_bytes for p in job.parts)
-        job.total_bytes = job.bytes
 
     def _run_path(self, job: DownloadJobPath) -> None:
         src = Path(job.source)
@@ -553,4 +652,4 @@ def make_parts(items: Sequence[tuple[str, str]]) -> list[DownloadPart]:
     return [DownloadPart(url, rel) for url, rel in items]
 
 
-__all__ = ["DownloadQueueService", "EVENT_PREFIX", "make_parts", "part_path", "redact_url"]
+__all__ = ["DownloadQueueService", "EVENT_PREFIX", "PARALLEL_PARTS", "make_parts", "part_path", "redact_url"]
