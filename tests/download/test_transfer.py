@@ -77,7 +77,9 @@ def test_reset_mid_body_resumes_with_range(server, make_queue, tmp_path):
     later = [r.range for r in server.requests[1:]]
     assert len(later) == 2 and all(r.startswith("bytes=") and r.endswith("-599999") for r in later)
     starts = [int(r[6:].split("-")[0]) for r in later]
-    assert 0 < starts[0] <= 200_000 < starts[1]  # resumed where the client was, not from zero
+    # resumed where the client was, never from zero (a reset may discard a few unread
+    # kilobytes from the socket buffer, so the exact byte depends on timing)
+    assert 0 < starts[0] <= 200_000 and starts[0] < starts[1] <= 400_000
 
 
 def test_reset_without_range_restarts_cleanly(server, make_queue, tmp_path):
