@@ -75,7 +75,7 @@ SAVE_EVERY_BYTES = 64 * 2**20
 SAVE_EVERY_SECONDS = 0.5
 HASH_READ = 2**20
 WRITEBACK_EVERY = 16 * 2**20
-BUFFERS_PER_CONNECTION = 16
+BUFFERS_PER_CONNECTION = 4
 # Adaptive segmentation (see FileDownload): a file of at least ADAPTIVE_MIN_SIZE starts on
 # one connection; after SPLIT_AFTER seconds of body bytes, a rate under SPLIT_BELOW splits
 # the rest over the other connections.  One loopback/LAN stream beats eight (no contention
@@ -214,7 +214,7 @@ class _Hasher:
     (plus each stream's small buffer pool) keeps memory flat.
     """
 
-    def __init__(self, fd: int, depth: int = 16) -> None:
+    def __init__(self, fd: int, depth: int = 8) -> None:
         self.h = hashlib.sha256()
         self.fd = fd
         self.upto = 0  # hashed so far (written by the hash thread only)
