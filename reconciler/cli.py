@@ -55,6 +55,11 @@ def _stdout_console() -> Any:
     return Console(soft_wrap=True, highlight=False, width=None if sys.stdout.isatty() else 160)
 
 
+def stdin_is_terminal() -> bool:
+    """Whether a person can answer a prompt (apply asks for 'yes' only then)."""
+    return sys.stdin.isatty()
+
+
 def fail(message: str) -> None:
     """Print one unwrapped error line on stderr."""
     text = " ".join(str(message).split("\n"))
@@ -187,7 +192,7 @@ def apply(state: CliState, paths: tuple[Path, ...], auto_approve: bool, locked: 
     settings = state.settings
     if jobs is not None:
         settings.max_parallel_dl = jobs
-    interactive = sys.stdin.isatty()
+    interactive = stdin_is_terminal()
     if not auto_approve and not interactive:
         fail("apply needs -y/--auto-approve when standard input is not a terminal; nothing changed")
         sys.exit(EXIT_ERROR)

@@ -146,3 +146,17 @@ def test_plan_run_imports_no_torch(installed, monkeypatch):
     assert proc.returncode == 0, proc.stderr[-2000:]
     imported = {line.split("|")[-1].strip() for line in proc.stderr.splitlines() if "|" in line}
     assert not {"torch", "diffusers", "transformers"} & imported
+
+
+def test_interactive_apply_asks_and_only_yes_proceeds(ws, monkeypatch):
+    write_main_checkpoint(ws.files / "sd15.safetensors", base="sd-1")
+    ws.write_manifest("good.yaml", GOOD)
+    import reconciler.cli as cli_mod
+
+    monkeypatch.setattr(cli_mod, "stdin_is_terminal", lambda: True)
+    no = ws.cli("apply", str(ws.manifests), input="no\n")
+    assert no.exit_code == 1 and "cancelled" in no.stderr and not ws.db_path.exists()
+    yes = ws.cli("apply", str(ws.manifests), input="yes\n")
+    assert yes.exit_code == 0, yes.output
+    assert "Do you want to perform these actions?" in yes.stdout
+    assert (ws.models_dir / "sd-1" / "main" / "base15.safetensors").exists()
