@@ -1,8 +1,13 @@
 """ModelInstallService: the one path through which models are installed, registered and
 deleted (the seed's API).  The reconciler's apply calls it for every change to disk.
 
-This module holds the local-path operations; remote sources (URL, Hugging Face, Civitai)
-are added by later layers onto the same service.
+Every install ends the same way (:meth:`ModelInstallService._install_staged`): files that
+are whole and verified under ``<models_dir>/.reconciler/tmp`` are probed, renamed into
+``<models_dir>/<base>/<type>/<name>``, and recorded.  Local copies get there through
+``copy.stage_copy``; remote sources (URL, Hugging Face, Civitai) through the download
+queue as one multi-file job per model, in a staging folder named after the source and
+revision so that an interrupted download resumes.  Scanning and the download cache live in
+``scan.py`` and ``cache.py``.
 """
 
 from __future__ import annotations
