@@ -75,7 +75,7 @@ SAVE_EVERY_BYTES = 64 * 2**20
 SAVE_EVERY_SECONDS = 0.5
 HASH_READ = 2**20
 WRITEBACK_EVERY = 16 * 2**20
-BUFFERS_PER_CONNECTION = 4
+BUFFERS_PER_CONNECTION = 16
 # Adaptive segmentation (see FileDownload): a file of at least ADAPTIVE_MIN_SIZE starts on
 # one connection; after SPLIT_AFTER seconds of body bytes, a rate under SPLIT_BELOW splits
 # the rest over the other connections.  One loopback/LAN stream beats eight (no contention
@@ -199,6 +199,12 @@ def _content_range(value: str | None) -> tuple[int, int, int | None] | None:
     return int(m.group(1)), int(m.group(2)), (None if m.group(3) == "*" else int(m.group(3)))
 
 
+def _body_start(resp: requests.Response) -> int:
+    """The file offset of a response's first body byte: its Content-Range start, else 0."""
+    cr = _content_range(resp.headers.get("Content-Range")) if resp.status_code == 206 else None
+    return cr[0] if cr is not None else 0
+
+
 def _strong_etag(etag: str | None) -> str | None:
     return etag if etag and not etag.startswith("W/") else None
 
@@ -214,7 +220,7 @@ class _Hasher:
     (plus each stream's small buffer pool) keeps memory flat.
     """
 
-    def __init__(self, fd: int, depth: int = 8) -> None:
+    def __init__(self, fd: int, depth: int = 16) -> None:
         self.h = hashlib.sha256()
         self.fd = fd
         self.upto = 0  # hashed so far (written by the hash thread only)
@@ -712,15 +718,26 @@ class FileDownload:
                 watch = _SplitWatch(self.split_after, self.split_below or 0,
                                     self.bucket.rate if self.bucket.limited else None)
 
-            def worker(initial: requests.Response | None) -> None:
-                box = [initial]
-                pool = _BufferPool(self.bucket.chunk_size(self.chunk_size), BUFFERS_PER_CONNECTION)
+            def worker(initial: tuple[Segment, requests.Response] | None) -> None:
+                # ``initial``: the probe's open response and the one segment it answers (taken
+                # out of ``pending`` before any worker ran).  Popping "the next free piece"
+                # instead would race with the other workers: while this one was still
+                # allocating its buffers, another could take piece 0, and the probe's bytes
+                # (from offset 0) were then streamed into the piece after it.
+                box: list[requests.Response | None] = [None]
+                own: Segment | None = None
+                if initial is not None:
+                    own, box[0] = initial
                 try:
+                    pool = _BufferPool(self.bucket.chunk_size(self.chunk_size), BUFFERS_PER_CONNECTION)
                     while not self._halt.is_set():
-                        with take_lock:
-                            if not pending:
-                                return
-                            seg = pending.pop(0)
+                        if own is not None:
+                            seg, own = own, None
+                        else:
+                            with take_lock:
+                                if not pending:
+                                    return
+                                seg = pending.pop(0)
                         self.retry.run(
                             lambda seg=seg: self._fetch(fd, seg, box, state, spath if resumable else None,
                                                         hasher, total, ranged, pool, split),
@@ -732,7 +749,7 @@ class FileDownload:
                     if box[0] is not None:
                         box[0].close()
 
-            def spawn(n: int, initial: requests.Response | None = None) -> None:
+            def spawn(n: int, initial: tuple[Segment, requests.Response] | None = None) -> None:
                 with threads_lock:
                     for _ in range(n):
                         t = threading.Thread(target=worker, args=(initial,), daemon=True,
@@ -751,10 +768,12 @@ class FileDownload:
                     spawn(n)
 
             n_workers = 1 if watch is not None else min(self.connections if ranged else 1, len(pending))
-            use_first = first is not None and bool(pending) and pending[0].start == 0
-            spawn(n_workers, first if use_first else None)
-            if first is not None and not use_first:
-                first.close()
+            if first is not None and pending and pending[0].start == 0:
+                spawn(n_workers, (pending.pop(0), first))  # no worker runs yet: no lock needed
+            else:
+                if first is not None:
+                    first.close()
+                spawn(n_workers)
             self._watch = watch
             stop_seen = False
             while True:
@@ -852,6 +871,13 @@ class FileDownload:
             raise Interrupted()
         resp = box[0]
         box[0] = None
+        if resp is not None and _body_start(resp) != seg.pos:
+            # Never stream a response into bytes it does not hold (the worker hands the probe
+            # only to its own segment, so this is a safety net, not a path taken).
+            log.warning("%s: open response starts at byte %d, segment at %d; requesting the segment",
+                        redact_url(self.url), _body_start(resp), seg.pos)
+            resp.close()
+            resp = None
         if resp is None:
             if not ranged and seg.pos > 0:  # no Range: only a restart from zero is correct
                 self.on_progress(-seg.pos, total)

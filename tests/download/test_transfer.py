@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import threading
+import time
 from pathlib import Path
 
 import pytest
+import requests
 
-from reconciler.download import DownloadJobStatus, FileDownload, PartState, RetryPolicy
+from reconciler.download import DownloadJobStatus, FileDownload, PartState, RetryPolicy, segments
 from reconciler.download.retry import Interrupted
 from reconciler.errors import (
     AuthenticationRequiredError,
@@ -41,6 +44,31 @@ def test_plain_download_verifies_sha_and_leaves_no_partials(server, make_queue, 
     ranges = [r.range for r in server.requests]
     if connections > 1:
         assert len(ranges) >= 4 and all(r and r.startswith("bytes=") for r in ranges)
+
+
+def test_probe_response_only_fills_its_own_segment(server, tmp_path, monkeypatch):
+    """Regression: the probe's open response (bytes from 0) went to the first worker started,
+    which then took "the next free piece"; when another worker took piece 0 first (here forced:
+    the first worker is held in its buffer allocation until another request is on the wire),
+    the probe's bytes were written at the start of a later piece."""
+    data = blob(2_000_000, seed=5)
+    server.add_file("/p.bin", data=data)
+    real_pool = segments._BufferPool
+
+    class SlowFirstPool(real_pool):  # type: ignore[misc, valid-type]
+        def __init__(self, size: int, count: int = 4) -> None:
+            if threading.current_thread().name == "dl-conn-0":
+                deadline = time.monotonic() + 5
+                while server.count("/p.bin") < 2 and time.monotonic() < deadline:
+                    time.sleep(0.002)
+            super().__init__(size, count)
+
+    monkeypatch.setattr(segments, "_BufferPool", SlowFirstPool)
+    dl = FileDownload(session=requests.Session(), url=server.url("/p.bin"), dest=None, destdir=tmp_path,
+                      connections=4, min_segment_size=64 * 1024, split_below=None)
+    res = dl.run()
+    assert res.path.read_bytes() == data and res.sha256 == sha(data)
+    assert server.count("/p.bin") >= 2  # the hold above really overlapped another worker
 
 
 def test_content_disposition_names_file_and_is_sanitised(server, queue, tmp_path):
