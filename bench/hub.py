@@ -167,8 +167,9 @@ def run_snapshot(hub: FakeHub, work: Path, expected: int) -> float:
         shutil.rmtree(ws, ignore_errors=True)
 
 
-def run_curl(hub: FakeHub, work: Path, paths: list[str], expected: int) -> float:
-    """One curl process fetching ``paths`` one after another; returns wall seconds."""
+def run_curl(hub: FakeHub, work: Path, paths: list[str], expected: int) -> tuple[float, float]:
+    """One curl process fetching ``paths`` one after another; returns wall seconds, and wall
+    seconds until its files are also fsynced (as durable as apply's are before their rename)."""
     ws = Path(tempfile.mkdtemp(prefix="curl-", dir=work))
     try:
         sha = hub.head(REPO)
@@ -176,10 +177,16 @@ def run_curl(hub: FakeHub, work: Path, paths: list[str], expected: int) -> float
         for i, path in enumerate(paths):
             cmd += ["-o", str(ws / f"{i}.bin"), hub.resolve_url(REPO, path, sha)]
         dt = timed(cmd, child_env(hub, ws), ws)
+        t0 = time.perf_counter()
+        for f in sorted(ws.glob("*.bin")):
+            fd = os.open(f, os.O_RDONLY)
+            os.fsync(fd)
+            os.close(fd)
+        durable = dt + time.perf_counter() - t0
         got = sum(p.stat().st_size for p in ws.glob("*.bin"))
         if got != expected:
             raise SystemExit(f"curl fetched {got} bytes, expected {expected}")
-        return dt
+        return dt, durable
     finally:
         shutil.rmtree(ws, ignore_errors=True)
 
@@ -205,16 +212,19 @@ def main() -> int:
             all_bytes = sum(f.size for f in hub.repos[REPO].commits[hub.head(REPO)].files.values())
             print(f"repo {REPO}: {len(weights)} x {args.mib} MiB weights ({total / MB:.0f} MB; {len(files)} files, "
                   f"{all_bytes - total} bytes of JSON), on {hub.endpoint}; set up in {time.perf_counter() - t0:.1f} s")
-            runs: dict[str, list[float]] = {"curl": [], "snapshot": [], "apply": []}
+            runs: dict[str, list[float]] = {"curl": [], "curl_fsync": [], "snapshot": [], "apply": []}
             for _ in range(args.repeat):
                 if "curl" in only:
-                    runs["curl"].append(run_curl(hub, work, weights, total))
+                    plain, durable = run_curl(hub, work, weights, total)
+                    runs["curl"].append(plain)
+                    runs["curl_fsync"].append(durable)
                 if "snapshot" in only:
                     runs["snapshot"].append(run_snapshot(hub, work, total))
                 if "apply" in only:
                     runs["apply"].append(run_apply(hub, work, total))
         wall = {k: statistics.median(v) for k, v in runs.items() if v}
-        label = {"curl": "curl, sequential", "snapshot": "snapshot_download", "apply": "reconciler apply"}
+        label = {"curl": "curl, sequential", "curl_fsync": "curl, then fsync", "snapshot": "snapshot_download",
+                 "apply": "reconciler apply"}
         for k, dt in wall.items():
             each = ", ".join(f"{x:.2f}" for x in runs[k])
             print(f"  {label[k]:<20} {dt:6.2f} s  {total / dt / MB:7.0f} MB/s   (runs: {each} s)")
@@ -229,6 +239,8 @@ def main() -> int:
             ok &= r >= TARGET_CURL
             print(f"  apply / curl throughput             {r:.2f}  (target >= {TARGET_CURL}) "
                   f"{'ok' if r >= TARGET_CURL else 'MISSED'}")
+            rd = wall["curl_fsync"] / wall["apply"]
+            print(f"  apply / (curl + fsync) throughput   {rd:.2f}  (apply fsyncs every file before its rename)")
         return 0 if ok else 1
     finally:
         shutil.rmtree(work, ignore_errors=True)
