@@ -217,7 +217,14 @@ def apply(state: CliState, paths: tuple[Path, ...], auto_approve: bool, locked: 
             sys.exit(EXIT_ERROR)
         if saved is None:
             saved = preview  # apply exactly what was shown, refused if the state moved meanwhile
-    result = api.apply(paths, settings, options, saved_plan=saved, locked=locked and saved is None)
+    from reconciler.render.progress import ApplyProgress
+
+    err = _stderr_console()
+    progress = ApplyProgress(err, live=output == "text" and not state.quiet and sys.stderr.isatty())
+    with progress:
+        result = api.apply(paths, settings, options, saved_plan=saved, locked=locked and saved is None,
+                           on_action=None if state.quiet else progress.on_action,
+                           event_handlers=[progress.on_event])
     if output == "json":
         print_json(result.plan.public_dict(with_results=True))
     elif not state.quiet:

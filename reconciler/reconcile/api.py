@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Optional
 
 from reconciler.errors import LockFileError
+from reconciler.events import EventHandler
 from reconciler.reconcile.apply import (
     ActionCallback,
     ApplyResult,
@@ -54,11 +55,13 @@ def apply(
     saved_plan: Optional[Plan] = None,
     on_action: Optional[ActionCallback] = None,
     locked: bool = False,
+    event_handlers: Sequence[EventHandler] = (),
 ) -> ApplyResult:
     """Plan (or take ``saved_plan``) and execute it under the models dir's lock.
 
     With ``locked``, refuse unless the lock file pins every remote model exactly as the
-    manifests declare it now.
+    manifests declare it now.  ``event_handlers`` receive the install service's events
+    (``model_install_downloading`` and the rest), e.g. to draw progress bars.
     """
     settings = settings or load_settings()
     options = options or PlanOptions(max_deletions=settings.max_deletions)
@@ -71,6 +74,8 @@ def apply(
     ensure_writable(settings.models_dir)
     with models_dir_lock(settings.apply_lock_path, settings.apply_lock_timeout):
         with open_services(settings, create=True) as services:
+            for handler in event_handlers:
+                services.installer.event_bus.subscribe(handler)
             services.installer.start()
             if saved_plan is not None:
                 the_plan = saved_plan
