@@ -82,7 +82,6 @@ class ModelInstallService:
         self.metadata_store = metadata_store
         self.session = session
         self.event_bus = event_bus or EventBus()
-        self._started = False
         self._jobs: dict[int, ModelInstallJob] = {}
         self._jobs_lock = threading.Lock()
         self._ids = itertools.count(1)
@@ -93,11 +92,9 @@ class ModelInstallService:
     def start(self) -> None:
         """Create the models dir and its state folders."""
         self.app_config.tmp_dir.mkdir(parents=True, exist_ok=True)
-        self._started = True
 
     def stop(self) -> None:
         """Stop the install workers (unfinished downloads keep their partial files)."""
-        self._started = False
         if self._executor is not None:
             self._executor.shutdown(wait=True, cancel_futures=False)
             self._executor = None

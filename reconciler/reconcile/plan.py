@@ -136,8 +136,6 @@ class Plan(BaseModel):
     store_serial: int = 0
     free_bytes: Optional[int] = None
     deletions_blocked_by: list[str] = Field(default_factory=list)  # flags needed: --allow-empty, --max-deletions
-    max_deletions: int = 10
-    allow_empty: bool = False
 
     # --- derived figures ------------------------------------------------------------------
     @property

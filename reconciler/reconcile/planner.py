@@ -144,8 +144,6 @@ class Planner:
             models_dir=str(self.models_dir),
             store_lineage=self.store.lineage,
             store_serial=self.store.serial,
-            max_deletions=options.max_deletions,
-            allow_empty=options.allow_empty,
         )
         declared = {(model_set.metadata.name, entry.name) for model_set, entry in manifest.entries()}
         read_sets = set(manifest.set_names)
