@@ -217,18 +217,25 @@ def apply(state: CliState, paths: tuple[Path, ...], auto_approve: bool, locked: 
             sys.exit(EXIT_ERROR)
         if saved is None:
             saved = preview  # apply exactly what was shown, refused if the state moved meanwhile
+    from reconciler.render.plan_text import render_apply_summary
     from reconciler.render.progress import ApplyProgress
 
     err = _stderr_console()
-    progress = ApplyProgress(err, live=output == "text" and not state.quiet and sys.stderr.isatty())
+    text_out = output == "text" and not state.quiet
+
+    def show_plan(the_plan: Plan) -> None:
+        if text_out and auto_approve:  # without -y the plan was shown before the question
+            _stdout_console().print(render_plan_markup(the_plan))
+
+    progress = ApplyProgress(err, live=text_out and sys.stderr.isatty())
     with progress:
         result = api.apply(paths, settings, options, saved_plan=saved, locked=locked and saved is None,
                            on_action=None if state.quiet else progress.on_action,
-                           event_handlers=[progress.on_event])
+                           event_handlers=[progress.on_event], on_plan=show_plan)
     if output == "json":
         print_json(result.plan.public_dict(with_results=True))
     elif not state.quiet:
-        _stdout_console().print(render_plan_markup(result.plan, applied=True))
+        _stdout_console().print(render_apply_summary(result.plan))
     for action in result.failed:
         fail(f"{action.action.value} {action.set}/{action.name}: {action.result}")
     if not result.ok:

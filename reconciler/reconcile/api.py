@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Optional
 
@@ -56,12 +56,14 @@ def apply(
     on_action: Optional[ActionCallback] = None,
     locked: bool = False,
     event_handlers: Sequence[EventHandler] = (),
+    on_plan: Optional[Callable[[Plan], None]] = None,
 ) -> ApplyResult:
     """Plan (or take ``saved_plan``) and execute it under the models dir's lock.
 
     With ``locked``, refuse unless the lock file pins every remote model exactly as the
     manifests declare it now.  ``event_handlers`` receive the install service's events
-    (``model_install_downloading`` and the rest), e.g. to draw progress bars.
+    (``model_install_downloading`` and the rest), e.g. to draw progress bars; ``on_plan``
+    sees the plan that is about to run, before anything changes.
     """
     settings = settings or load_settings()
     options = options or PlanOptions(max_deletions=settings.max_deletions)
@@ -86,6 +88,8 @@ def apply(
                 assert manifest is not None
                 the_plan = Planner(services.installer, lock=lock).plan(manifest, options)
                 the_plan.store_lineage, the_plan.store_serial = services.store.lineage, services.store.serial
+            if on_plan is not None:
+                on_plan(the_plan)
             return apply_plan(
                 services.installer,
                 the_plan,

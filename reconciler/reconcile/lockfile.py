@@ -50,6 +50,7 @@ class LockedModel(BaseModel):
     revision: Optional[str] = Field(default=None, description="HF commit sha, Civitai version id, or URL ETag")
     single_file: bool
     name_hint: str
+    notes: list[str] = Field(default_factory=list, description="What the resolver noted (e.g. a variant fallback)")
     files: list[LockedFile]
 
     def to_resolved(self, source: ModelSource, settings: AppSettings) -> ResolvedSource:
@@ -61,7 +62,7 @@ class LockedModel(BaseModel):
                               size=f.size, sha256=f.sha256) for f in self.files],
             single_file=self.single_file,
             name_hint=self.name_hint,
-            notes=[f"locked at {self.revision}" if self.revision else "locked"],
+            notes=[*self.notes, f"locked at {self.revision}" if self.revision else "locked"],
         )
 
     @classmethod
@@ -73,6 +74,7 @@ class LockedModel(BaseModel):
             revision=resolved.revision,
             single_file=resolved.single_file,
             name_hint=resolved.name_hint,
+            notes=[n for n in resolved.notes if not n.startswith("locked")],
             files=sorted((LockedFile(path=f.path, dest=f.dest, size=f.size, sha256=f.sha256) for f in resolved.files),
                          key=lambda f: f.path),
         )

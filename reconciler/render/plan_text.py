@@ -66,3 +66,20 @@ def render_plan_markup(plan: Plan, applied: bool = False, show_noop: bool = Fals
     for warning in plan.warnings:
         lines.append(f"[bold yellow]Warning:[/] {_esc(warning)}")
     return "\n".join(lines)
+
+
+def render_apply_summary(plan: Plan) -> str:
+    """Rich markup for the line after an apply, like Terraform's "Apply complete!"."""
+    done: dict[str, int] = {}
+    failed = 0
+    for action in plan.actions:
+        if not action.changes_anything or not action.result:
+            continue
+        if action.result.startswith("error"):
+            failed += 1
+        else:
+            done[action.result] = done.get(action.result, 0) + 1
+    counts = ", ".join(f"{n} {what}" for what, n in sorted(done.items())) or "nothing changed"
+    if failed:
+        return f"[bold red]Apply finished with errors:[/] {counts}; {failed} failed."
+    return f"[bold green]Apply complete:[/] {counts}."

@@ -55,6 +55,8 @@ def test_create_then_noop(studio):
 
     result = studio.apply()
     assert result.exit_code == 0, result.output
+    assert "+ create   studio/base15" in result.stdout, "apply -y shows the plan it runs"
+    assert result.stdout.rstrip().endswith("Apply complete: 2 created.")
     main = studio.models_dir / "sd-1" / "main" / "base15.safetensors"
     vae = studio.models_dir / "sd-1" / "vae" / "house-vae.safetensors"
     assert sha256(main) == sha256(studio.files / "sd15.safetensors")
@@ -323,6 +325,7 @@ def test_existing_foreign_file_is_not_overwritten(studio):
     assert action["action"] == "create" and any("refuse" in n for n in action["notes"])
     result = studio.apply()
     assert result.exit_code == 1 and "refusing to overwrite" in result.stderr
+    assert "Apply finished with errors: 1 created; 1 failed." in result.stdout
     assert dest.read_bytes() == b"my own bytes that no record owns"
     assert {r.name for r in records(studio)} == {"house-vae"}, "independent actions still run"
 
