@@ -7,8 +7,10 @@ import hashlib
 import os
 import shutil
 import uuid
+from collections.abc import Mapping
 from pathlib import Path
 
+from reconciler.configs import FileState
 from reconciler.errors import InstallError
 
 _CHUNK = 8 * 2**20
@@ -116,3 +118,8 @@ def prune_empty_parents(path: Path, stop: Path) -> None:
         except OSError:
             return
         parent = parent.parent
+
+
+def with_sha256(states: list[FileState], digests: Mapping[str, str]) -> list[FileState]:
+    """File states with the sha256 computed while copying or downloading, where known."""
+    return [s.model_copy(update={"sha256": digests.get(s.path)}) if s.path in digests else s for s in states]

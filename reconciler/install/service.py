@@ -12,7 +12,6 @@ revision so that an interrupted download resumes.  Scanning and the download cac
 
 from __future__ import annotations
 
-import hashlib
 import itertools
 import logging
 import os
@@ -31,11 +30,11 @@ from reconciler.errors import (
     UnknownJobIDException,
     UnknownModelException,
 )
-from reconciler.events import Event, EventBus
-from reconciler.install.copy import discard, move_into_place, prune_empty_parents, stage_copy
+from reconciler.events import EventBus
+from reconciler.install import remote
+from reconciler.install.copy import discard, move_into_place, prune_empty_parents, stage_copy, with_sha256
 from reconciler.install.jobs import InstallStatus, ModelInstallJob
 from reconciler.install.paths import install_destination, is_inside, record_path, resolve_model_path
-from reconciler.install.tokens import token_for
 from reconciler.probe.hashing import fast_hash, file_states
 from reconciler.probe.probe import probe_model
 from reconciler.settings import AppSettings
@@ -224,93 +223,11 @@ class ModelInstallService:
         return self.install_path(path, job.config_in)
 
     def _install_remote_job(self, job: ModelInstallJob) -> str:
-        resolved = job._resolved or self.resolve(job.source)
-        job._resolved = resolved
-        staging = self.app_config.tmp_dir / _staging_name(str(job.source), resolved.revision)
-        job.local_path = staging
-        job.total_bytes = resolved.download_bytes
-        job.status = InstallStatus.DOWNLOADING
-        self._download(job.source, resolved, staging, job)
-        job.status = InstallStatus.RUNNING
-        self._emit("model_install_running", id=job.id, source=str(job.source), local_path=str(staging))
-        model_path = staging / resolved.files[0].dest if resolved.single_file else staging
-        config = dict(job.config_in)
-        config.setdefault("name", resolved.name_hint)
-        config.setdefault("source", str(job.source))
-        config.setdefault("source_revision", resolved.revision)
-        if resolved.metadata is not None:
-            config.setdefault("source_api_response", resolved.metadata.model_dump_json())
-        digests = {("" if resolved.single_file else f.dest): f.sha256 for f in resolved.files if f.sha256}
-        try:
-            key = self._install_staged(model_path, config, digests, job.replace_key, shown_as=str(job.source))
-        finally:
-            discard(staging)
-        if self.metadata_store is not None and resolved.metadata is None:
-            resolved.metadata = self._fetch_metadata(job.source, resolved.revision)
-        if self.metadata_store is not None and resolved.metadata is not None:
-            try:
-                if job.replace_key:
-                    try:
-                        self.metadata_store.update_metadata(key, resolved.metadata)
-                    except UnknownModelException:
-                        self.metadata_store.add_metadata(key, resolved.metadata)
-                else:
-                    self.metadata_store.add_metadata(key, resolved.metadata)
-            except Exception:  # noqa: BLE001 - metadata is a bonus, the model is installed
-                log.warning("could not save metadata of %s", job.source, exc_info=True)
-        return key
-
-    def _download(self, source: ModelSource, resolved: Any, staging: Path, job: Optional[ModelInstallJob] = None) -> None:
-        """Download ``resolved.files`` into ``staging`` as one multi-file job (resumable)."""
-        from reconciler.download import DownloadJobStatus, DownloadPart, MultiFileDownloadJob
-
-        parts = [DownloadPart(url=f.url, dest_relpath=f.dest, expected_size=f.size, expected_sha256=f.sha256)
-                 for f in resolved.files]
-
-        def on_progress(event: Event) -> None:
-            if job is None:
-                return
-            job.bytes = int(event.payload.get("bytes") or 0)
-            job.total_bytes = int(event.payload.get("total_bytes") or job.total_bytes)
-            self._emit("model_install_downloading", id=job.id, source=str(source), local_path=str(staging),
-                       bytes=job.bytes, total_bytes=job.total_bytes, parts=[p.progress() for p in download.parts])
-
-        download = MultiFileDownloadJob(source=str(source), destination=staging, parts=parts,
-                                        access_token=token_for(source), event_handlers=[on_progress])
-        if job is not None:
-            job._download_job = download
-        queue = self._queue()
-        queue.submit_download_job(download)
-        queue.wait_for_job(download)
-        if job is not None and job.cancelled:
-            raise InstallError("cancelled")
-        if download.error is not None:
-            raise download.error
-        if download.status is not DownloadJobStatus.COMPLETED:
-            raise InstallError(f"download of {source} ended as {download.status}")
+        return remote.install_remote_job(self, job)
 
     def repair_files(self, key: str, source: ModelSource, resolved: Any) -> ModelConfigBase:
-        """Download only ``resolved.files`` again and put them back into the record's model.
-
-        Each file lands beside the model under tmp/ and is renamed over the broken one, so a
-        failed repair leaves the other files as they were.
-        """
-        record = self.record_store.get_model(key)
-        path = resolve_model_path(self.models_dir, record)
-        staging = self.app_config.tmp_dir / (_staging_name(str(source), resolved.revision) + "-repair")
-        try:
-            self._download(source, resolved, staging)
-            for remote in resolved.files:
-                fetched = staging / remote.dest
-                target = path if resolved.single_file else path / remote.dest
-                target.parent.mkdir(parents=True, exist_ok=True)
-                os.replace(fetched, target)
-        finally:
-            discard(staging)
-        digests = {("" if resolved.single_file else f.dest): f.sha256 for f in resolved.files if f.sha256}
-        old = {f.path: f.sha256 for f in self.record_store.get_files(key) if f.sha256}
-        self.record_store.set_files(key, _with_sha256(file_states(path), {**old, **digests}))
-        return self.record_store.update_model(key, {"hash": fast_hash(path)})
+        """Download only ``resolved.files`` again and put them back into the record's model."""
+        return remote.repair_files(self, key, source, resolved)
 
     # --- scanning and caching (see scan.py / cache.py) ----------------------------------------
     def scan_directory(self, scan_dir: Path | str, install: bool = False) -> list[str]:
@@ -329,62 +246,10 @@ class ModelInstallService:
                            timeout: float = 0) -> Path:
         """Download a remote source into the size-bounded cache (``<models_dir>/.cache``); no record.
 
-        Returns the cached file or folder.  A second call for the same source is a cache hit.
+        Returns the cached file or folder; a second call for the same source is a cache hit.
         ``timeout`` (seconds, 0 = none) bounds the download.
         """
-        from reconciler.install.cache import DownloadCache
-
-        if isinstance(source, str):
-            source = parse_source(source)
-        if access_token and hasattr(source, "access_token"):
-            source = source.model_copy(update={"access_token": access_token})
-        cache = DownloadCache(self.app_config.cache_dir / "downloads", self.app_config.download_cache_size)
-        key = str(source)  # canonical, never carries a token
-        hit = cache.get(key)
-        if hit is not None:
-            return hit
-        resolved = self.resolve(source)
-        staging = self.app_config.tmp_dir / (_staging_name(key, resolved.revision) + "-cache")
-        job = ModelInstallJob(id=0, source=source)
-        done = threading.Event()
-        error: list[BaseException] = []
-
-        def run() -> None:
-            try:
-                self._download(source, resolved, staging, job)
-            except BaseException as exc:  # noqa: BLE001 - reported to the caller below
-                error.append(exc)
-            finally:
-                done.set()
-
-        threading.Thread(target=run, daemon=True, name="download-and-cache").start()
-        if not done.wait(timeout or None):
-            if job._download_job is not None and self.download_queue is not None:
-                self.download_queue.cancel_job(job._download_job)
-            discard(staging)
-            raise TimeoutError(f"download of {source} did not finish within {timeout} s")
-        if error:
-            discard(staging)
-            raise error[0]
-        fetched = staging / resolved.files[0].dest if resolved.single_file else staging
-        try:
-            return cache.put(key, fetched, move=True)
-        finally:
-            discard(staging)
-
-    def _fetch_metadata(self, source: ModelSource, revision: Optional[str]) -> Any:
-        """Metadata of a source installed from a lock or saved plan (best effort: None on failure)."""
-        from reconciler.sources.base import CivitaiModelSource, HFModelSource
-        from reconciler.sources.resolve import resolve_source
-
-        if not isinstance(source, (HFModelSource, CivitaiModelSource)):
-            return None
-        try:
-            pinned = revision if isinstance(source, HFModelSource) else None
-            return resolve_source(source, self.app_config, session=self.session, revision=pinned).metadata
-        except Exception:  # noqa: BLE001 - the model is installed; metadata is a bonus
-            log.info("no metadata for %s", source, exc_info=True)
-            return None
+        return remote.download_and_cache(self, source, access_token, timeout)
 
     def resolve(self, source: ModelSource) -> Any:
         """Resolve a remote source to its revision and files (network)."""
@@ -435,7 +300,7 @@ class ModelInstallService:
         displaced = move_into_place(model_path, dest, self.app_config.tmp_dir)
         try:
             data.update(path=record_path(self.models_dir, dest), inplace=False, hash=fast_hash(dest))
-            states = _with_sha256(file_states(dest), digests)
+            states = with_sha256(file_states(dest), digests)
             if old is None:
                 key = self._add_record(new_key, data, states)
             else:
@@ -612,15 +477,6 @@ class ModelInstallService:
 
     def _emit(self, name: str, **payload: Any) -> None:
         self.event_bus.emit(name, **payload)
-
-
-def _with_sha256(states: list[FileState], digests: Mapping[str, str]) -> list[FileState]:
-    return [s.model_copy(update={"sha256": digests.get(s.path)}) if s.path in digests else s for s in states]
-
-
-def _staging_name(source: str, revision: Optional[str]) -> str:
-    """A stable staging folder per source and revision, so a killed apply resumes."""
-    return "dl-" + hashlib.sha256(f"{source}@{revision}".encode()).hexdigest()[:20]
 
 
 def _size(path: Path) -> int:

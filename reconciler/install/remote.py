@@ -1,0 +1,196 @@
+"""Remote installs: download a resolved source through the queue, then install it.
+
+The service's job runner, ``repair_files`` and ``download_and_cache`` call these.  Files
+land in a staging folder under ``<models_dir>/.reconciler/tmp`` named after the source and
+revision (so an interrupted download resumes), and reach the models dir only through
+``ModelInstallService._install_staged``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import threading
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Optional
+
+from reconciler.configs import ModelConfigBase
+from reconciler.errors import InstallError, UnknownModelException
+from reconciler.events import Event
+from reconciler.install.copy import discard, with_sha256
+from reconciler.install.jobs import InstallStatus, ModelInstallJob
+from reconciler.install.paths import resolve_model_path
+from reconciler.install.tokens import token_for
+from reconciler.probe.hashing import fast_hash, file_states
+from reconciler.sources.base import ModelSource
+from reconciler.sources.parse import parse_source
+
+if TYPE_CHECKING:
+    from reconciler.install.service import ModelInstallService
+
+log = logging.getLogger(__name__)
+
+
+def staging_name(source: str, revision: Optional[str]) -> str:
+    """A stable staging folder per source and revision, so a killed apply resumes."""
+    return "dl-" + hashlib.sha256(f"{source}@{revision}".encode()).hexdigest()[:20]
+
+
+def install_remote_job(service: ModelInstallService, job: ModelInstallJob) -> str:
+    """Resolve (unless the job carries a resolution), download, install; returns the key.
+
+    The metadata goes to the metadata store when there is one; failing to save it never
+    fails the install.
+    """
+    resolved = job._resolved or service.resolve(job.source)
+    job._resolved = resolved
+    staging = service.app_config.tmp_dir / staging_name(str(job.source), resolved.revision)
+    job.local_path = staging
+    job.total_bytes = resolved.download_bytes
+    job.status = InstallStatus.DOWNLOADING
+    download_resolved(service, job.source, resolved, staging, job)
+    job.status = InstallStatus.RUNNING
+    service._emit("model_install_running", id=job.id, source=str(job.source), local_path=str(staging))
+    model_path = staging / resolved.files[0].dest if resolved.single_file else staging
+    config = dict(job.config_in)
+    config.setdefault("name", resolved.name_hint)
+    config.setdefault("source", str(job.source))
+    config.setdefault("source_revision", resolved.revision)
+    if resolved.metadata is not None:
+        config.setdefault("source_api_response", resolved.metadata.model_dump_json())
+    digests = {("" if resolved.single_file else f.dest): f.sha256 for f in resolved.files if f.sha256}
+    try:
+        key = service._install_staged(model_path, config, digests, job.replace_key, shown_as=str(job.source))
+    finally:
+        discard(staging)
+    if service.metadata_store is not None and resolved.metadata is None:
+        resolved.metadata = fetch_metadata(service, job.source, resolved.revision)
+    if service.metadata_store is not None and resolved.metadata is not None:
+        try:
+            if job.replace_key:
+                try:
+                    service.metadata_store.update_metadata(key, resolved.metadata)
+                except UnknownModelException:
+                    service.metadata_store.add_metadata(key, resolved.metadata)
+            else:
+                service.metadata_store.add_metadata(key, resolved.metadata)
+        except Exception:  # noqa: BLE001 - metadata is a bonus, the model is installed
+            log.warning("could not save metadata of %s", job.source, exc_info=True)
+    return key
+
+def download_resolved(service: ModelInstallService, source: ModelSource, resolved: Any, staging: Path,
+                      job: Optional[ModelInstallJob] = None) -> None:
+    """Download ``resolved.files`` into ``staging`` as one multi-file job (resumable)."""
+    from reconciler.download import DownloadJobStatus, DownloadPart, MultiFileDownloadJob
+
+    parts = [DownloadPart(url=f.url, dest_relpath=f.dest, expected_size=f.size, expected_sha256=f.sha256)
+             for f in resolved.files]
+
+    def on_progress(event: Event) -> None:
+        if job is None:
+            return
+        job.bytes = int(event.payload.get("bytes") or 0)
+        job.total_bytes = int(event.payload.get("total_bytes") or job.total_bytes)
+        service._emit("model_install_downloading", id=job.id, source=str(source), local_path=str(staging),
+                   bytes=job.bytes, total_bytes=job.total_bytes, parts=[p.progress() for p in download.parts])
+
+    download = MultiFileDownloadJob(source=str(source), destination=staging, parts=parts,
+                                    access_token=token_for(source), event_handlers=[on_progress])
+    if job is not None:
+        job._download_job = download
+    queue = service._queue()
+    queue.submit_download_job(download)
+    queue.wait_for_job(download)
+    if job is not None and job.cancelled:
+        raise InstallError("cancelled")
+    if download.error is not None:
+        raise download.error
+    if download.status is not DownloadJobStatus.COMPLETED:
+        raise InstallError(f"download of {source} ended as {download.status}")
+
+def repair_files(service: ModelInstallService, key: str, source: ModelSource, resolved: Any) -> ModelConfigBase:
+    """Download only ``resolved.files`` again and put them back into the record's model.
+
+    Each file lands beside the model under tmp/ and is renamed over the broken one, so a
+    failed repair leaves the other files as they were.
+    """
+    record = service.record_store.get_model(key)
+    path = resolve_model_path(service.models_dir, record)
+    staging = service.app_config.tmp_dir / (staging_name(str(source), resolved.revision) + "-repair")
+    try:
+        download_resolved(service, source, resolved, staging)
+        for remote in resolved.files:
+            fetched = staging / remote.dest
+            target = path if resolved.single_file else path / remote.dest
+            target.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(fetched, target)
+    finally:
+        discard(staging)
+    digests = {("" if resolved.single_file else f.dest): f.sha256 for f in resolved.files if f.sha256}
+    old = {f.path: f.sha256 for f in service.record_store.get_files(key) if f.sha256}
+    service.record_store.set_files(key, with_sha256(file_states(path), {**old, **digests}))
+    return service.record_store.update_model(key, {"hash": fast_hash(path)})
+
+
+def download_and_cache(service: ModelInstallService, source: ModelSource | str, access_token: Optional[str] = None,
+                       timeout: float = 0) -> Path:
+    """Download a remote source into the size-bounded cache (``<models_dir>/.cache``); no record.
+
+    Returns the cached file or folder.  A second call for the same source is a cache hit.
+    ``timeout`` (seconds, 0 = none) bounds the download.
+    """
+    from reconciler.install.cache import DownloadCache
+
+    if isinstance(source, str):
+        source = parse_source(source)
+    if access_token and hasattr(source, "access_token"):
+        source = source.model_copy(update={"access_token": access_token})
+    cache = DownloadCache(service.app_config.cache_dir / "downloads", service.app_config.download_cache_size)
+    key = str(source)  # canonical, never carries a token
+    hit = cache.get(key)
+    if hit is not None:
+        return hit
+    resolved = service.resolve(source)
+    staging = service.app_config.tmp_dir / (staging_name(key, resolved.revision) + "-cache")
+    job = ModelInstallJob(id=0, source=source)
+    done = threading.Event()
+    error: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            download_resolved(service, source, resolved, staging, job)
+        except BaseException as exc:  # noqa: BLE001 - reported to the caller below
+            error.append(exc)
+        finally:
+            done.set()
+
+    threading.Thread(target=run, daemon=True, name="download-and-cache").start()
+    if not done.wait(timeout or None):
+        if job._download_job is not None and service.download_queue is not None:
+            service.download_queue.cancel_job(job._download_job)
+        discard(staging)
+        raise TimeoutError(f"download of {source} did not finish within {timeout} s")
+    if error:
+        discard(staging)
+        raise error[0]
+    fetched = staging / resolved.files[0].dest if resolved.single_file else staging
+    try:
+        return cache.put(key, fetched, move=True)
+    finally:
+        discard(staging)
+
+def fetch_metadata(service: ModelInstallService, source: ModelSource, revision: Optional[str]) -> Any:
+    """Metadata of a source installed from a lock or saved plan (best effort: None on failure)."""
+    from reconciler.sources.base import CivitaiModelSource, HFModelSource
+    from reconciler.sources.resolve import resolve_source
+
+    if not isinstance(source, (HFModelSource, CivitaiModelSource)):
+        return None
+    try:
+        pinned = revision if isinstance(source, HFModelSource) else None
+        return resolve_source(source, service.app_config, session=service.session, revision=pinned).metadata
+    except Exception:  # noqa: BLE001 - the model is installed; metadata is a bonus
+        log.info("no metadata for %s", source, exc_info=True)
+        return None
+
