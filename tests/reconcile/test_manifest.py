@@ -17,6 +17,7 @@ from reconciler.reconcile.manifest import (
     ModelEntry,
     ModelSet,
     load_manifests,
+    yamlnodes,
 )
 from reconciler.reconcile.schema import manifest_json_schema, render_schema, write_schemas
 from reconciler.sources import CivitaiModelSource, HFModelSource, LocalModelSource, URLModelSource
@@ -31,8 +32,8 @@ HEAD = "apiVersion: reconciler/v1\nkind: ModelSet\nmetadata:\n  name: {name}\nsp
 def parser(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
     """Run a test with the fast libyaml path and with ruamel.yaml alone: same results."""
     if request.param == "ruamel":
-        monkeypatch.setattr(manifest_mod, "_FAST_LOADER", None)
-    elif manifest_mod._FAST_LOADER is None:  # pragma: no cover
+        monkeypatch.setattr(yamlnodes, "_FAST_LOADER", None)
+    elif yamlnodes._FAST_LOADER is None:  # pragma: no cover
         pytest.skip("PyYAML with libyaml is not installed")
     return str(request.param)
 

@@ -36,11 +36,6 @@ local sources only.  On an entry itself these keys are errors for sources they d
 
 from __future__ import annotations
 
-import sys
-import types
-from typing import Any
-
-from reconciler.reconcile.manifest import yamlnodes as _yamlnodes
 from reconciler.reconcile.manifest.fields import ConfigOverrides, EntryDefaults
 from reconciler.reconcile.manifest.loader import MANIFEST_SUFFIXES as MANIFEST_SUFFIXES
 from reconciler.reconcile.manifest.loader import iter_entries, load_manifests
@@ -55,26 +50,6 @@ from reconciler.reconcile.manifest.models import (
     ModelSetSpec,
     SetOrigin,
 )
-from reconciler.reconcile.manifest.yamlnodes import _FAST_LOADER as _FAST_LOADER
-
-# Settable here as when this package was one module: tests set ``manifest._FAST_LOADER = None``
-# (monkeypatch) to run the ruamel.yaml path; the module that reads it is ``yamlnodes``.
-_FORWARDED = {"_FAST_LOADER": _yamlnodes}
-
-
-class _Package(types.ModuleType):
-    def __setattr__(self, name: str, value: Any) -> None:
-        if name in _FORWARDED:
-            setattr(_FORWARDED[name], name, value)
-        super().__setattr__(name, value)
-
-    def __delattr__(self, name: str) -> None:
-        if name in _FORWARDED:
-            delattr(_FORWARDED[name], name)
-        super().__delattr__(name)
-
-
-sys.modules[__name__].__class__ = _Package
 
 __all__ = [
     "API_VERSION",
