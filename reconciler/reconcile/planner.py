@@ -271,7 +271,11 @@ class Planner:
             source_path=str(src.absolute()), inplace=inplace, sha256=entry.sha256, config=wanted,
             dest_path=str(resolve_model_path(self.models_dir, record)),
         )
-        copy_bytes = 0 if inplace else sum(f.size for f in _tree_files(src))
+
+        def copy_plan() -> dict[str, Any]:
+            """Files and bytes of copying the source in (walked only when bytes move)."""
+            files = _tree_files(src)
+            return {"files": files, "write_bytes": 0 if inplace else sum(f.size for f in files)}
 
         same_files = observed.path.absolute() == src.absolute()
         if record.inplace != inplace and same_files and record.source == str(source):
@@ -296,7 +300,7 @@ class Planner:
         if replace_reasons:
             return action.model_copy(update={
                 "action": ActionKind.replace, "reason": "; ".join(replace_reasons), "install": spec,
-                "write_bytes": copy_bytes, "files": _tree_files(src),
+                **copy_plan(),
             })
 
         files_state = observed.files_state
@@ -312,7 +316,7 @@ class Planner:
                 })
             return action.model_copy(update={
                 "action": ActionKind.repair, "reason": observed.drift_summary(), "install": spec,
-                "write_bytes": copy_bytes, "files": _tree_files(src),
+                **copy_plan(),
             })
 
         changes = _field_changes(record, wanted)
