@@ -22,7 +22,7 @@ from reconciler.install.copy import discard, with_sha256
 from reconciler.install.jobs import InstallStatus, ModelInstallJob
 from reconciler.install.paths import resolve_model_path
 from reconciler.install.tokens import token_for
-from reconciler.probe.hashing import fast_hash, file_states
+from reconciler.probe.hashing import file_states, states_hash
 from reconciler.sources.base import ModelSource
 from reconciler.sources.parse import parse_source
 
@@ -129,8 +129,9 @@ def repair_files(service: ModelInstallService, key: str, source: ModelSource, re
         discard(staging)
     digests = {("" if resolved.single_file else f.dest): f.sha256 for f in resolved.files if f.sha256}
     old = {f.path: f.sha256 for f in service.record_store.get_files(key) if f.sha256}
-    service.record_store.set_files(key, with_sha256(file_states(path), {**old, **digests}))
-    return service.record_store.update_model(key, {"hash": fast_hash(path)})
+    states = with_sha256(file_states(path), {**old, **digests})
+    service.record_store.set_files(key, states)
+    return service.record_store.update_model(key, {"hash": states_hash(states)})
 
 
 def download_and_cache(service: ModelInstallService, source: ModelSource | str, access_token: Optional[str] = None,

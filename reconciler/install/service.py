@@ -35,7 +35,7 @@ from reconciler.install import remote
 from reconciler.install.copy import discard, move_into_place, prune_empty_parents, stage_copy, with_sha256
 from reconciler.install.jobs import InstallStatus, ModelInstallJob
 from reconciler.install.paths import install_destination, is_inside, record_path, resolve_model_path
-from reconciler.probe.hashing import fast_hash, file_states
+from reconciler.probe.hashing import file_states, states_hash
 from reconciler.probe.probe import probe_model
 from reconciler.settings import AppSettings
 from reconciler.sources.base import LocalModelSource, ModelSource
@@ -299,8 +299,8 @@ class ModelInstallService:
         self._check_destination_free(dest, replace_key)
         displaced = move_into_place(model_path, dest, self.app_config.tmp_dir)
         try:
-            data.update(path=record_path(self.models_dir, dest), inplace=False, hash=fast_hash(dest))
             states = with_sha256(file_states(dest), digests)
+            data.update(path=record_path(self.models_dir, dest), inplace=False, hash=states_hash(states))
             if old is None:
                 key = self._add_record(new_key, data, states)
             else:
@@ -349,8 +349,9 @@ class ModelInstallService:
         key = str(data.pop("key", None) or new_model_key())
         data.update(path=str(model_path.absolute()), inplace=True)
         data.setdefault("source", str(model_path.absolute()))
-        data["hash"] = fast_hash(model_path)
-        return self._add_record(key, data, file_states(model_path))
+        states = file_states(model_path)
+        data["hash"] = states_hash(states)
+        return self._add_record(key, data, states)
 
     def install_path(self, model_path: Path | str, config: Optional[Mapping[str, Any]] = None) -> str:
         """Copy a model into ``<models_dir>/<base>/<type>/<name>`` and register it."""
@@ -397,9 +398,10 @@ class ModelInstallService:
         data, _ = self.probe(model_path, config)
         key = str(data.pop("key", None) or new_model_key())
         owned_by_user = not is_inside(model_path, self.models_dir) if inplace is None else inplace
-        data.update(path=record_path(self.models_dir, model_path), inplace=owned_by_user, hash=fast_hash(model_path))
+        states = file_states(model_path)
+        data.update(path=record_path(self.models_dir, model_path), inplace=owned_by_user, hash=states_hash(states))
         data.setdefault("source", str(model_path.absolute()))
-        return self._add_record(key, data, file_states(model_path))
+        return self._add_record(key, data, states)
 
     def reregister_inplace(self, key: str, model_path: Path | str, config: Optional[Mapping[str, Any]] = None) -> str:
         """Point an existing record (same key) at files registered in place.
@@ -427,8 +429,9 @@ class ModelInstallService:
         """Re-read a record's file states and hash from disk (after in-place files changed)."""
         record = self.record_store.get_model(key)
         path = self._existing(resolve_model_path(self.models_dir, record))
-        self.record_store.set_files(key, file_states(path))
-        return self.record_store.update_model(key, {"hash": fast_hash(path)})
+        states = file_states(path)
+        self.record_store.set_files(key, states)
+        return self.record_store.update_model(key, {"hash": states_hash(states)})
 
     def update_fields(self, key: str, changes: Mapping[str, Any]) -> ModelConfigBase:
         """Change record fields only (no bytes move)."""

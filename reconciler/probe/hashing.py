@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import hashlib
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 from imohash import hashfile
 
 from reconciler.configs import FileState
 
-__all__ = ["fast_hash", "imohash_file", "sha256_file", "file_states", "model_files"]
+__all__ = ["fast_hash", "states_hash", "imohash_file", "sha256_file", "file_states", "model_files"]
 
 _SHA256_CHUNK = 4 * 1024 * 1024
 
@@ -54,20 +55,24 @@ def model_files(model_path: str | Path) -> list[Path]:
 
 
 def fast_hash(path: str | Path) -> str:
-    """Size-independent fingerprint of a model file or folder (hex).
+    """Size-independent fingerprint of a model file or folder (hex); see :func:`states_hash`."""
+    return states_hash(file_states(path))
 
-    A file: its imohash.  A folder: the sha256 over ``"<relative path>\\0<imohash>\\n"`` of
-    each of its files in sorted order, so renaming, adding or removing a file changes it,
+
+def states_hash(states: Sequence[FileState]) -> str:
+    """The fingerprint of a model from its file states (no file is read again).
+
+    A single file: its imohash.  A folder: the sha256 over ``"<relative path>\\0<imohash>\\n"``
+    of each of its files in sorted order, so renaming, adding or removing a file changes it,
     and the result does not depend on the order the filesystem lists them.
     """
-    path = Path(path)
-    if not path.is_dir():
-        return imohash_file(path)
+    if len(states) == 1 and states[0].path == "":
+        return states[0].imohash
     digest = hashlib.sha256()
-    for f in model_files(path):
-        digest.update(f.relative_to(path).as_posix().encode())
+    for state in sorted(states, key=lambda s: s.path):
+        digest.update(state.path.encode())
         digest.update(b"\0")
-        digest.update(imohash_file(f).encode())
+        digest.update(state.imohash.encode())
         digest.update(b"\n")
     return digest.hexdigest()
 
