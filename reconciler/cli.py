@@ -197,16 +197,19 @@ def apply(state: CliState, paths: tuple[Path, ...], auto_approve: bool, locked: 
         fail("apply needs -y/--auto-approve when standard input is not a terminal; nothing changed")
         sys.exit(EXIT_ERROR)
     options = _plan_options(state, no_prune, targets, allow_empty, max_deletions)
-    saved = None
+    saved = manifest = None
     if len(paths) == 1 and is_plan_file(paths[0]):
         saved = Plan.load(paths[0])
-    if locked and saved is None:
-        from reconciler.reconcile.lockfile import read_lock
+    else:
         from reconciler.reconcile.manifest import load_manifests
 
-        api.check_locked(load_manifests(api.manifest_paths(paths, settings)), read_lock(settings.lock), settings.lock)
+        manifest = load_manifests(api.manifest_paths(paths, settings))  # read once, used below
     if not auto_approve:
-        preview = saved or api.plan(paths, settings, options)
+        if locked and manifest is not None:  # refuse before showing a plan; with -y, apply() checks
+            from reconciler.reconcile.lockfile import read_lock
+
+            api.check_locked(manifest, read_lock(settings.lock), settings.lock)
+        preview = saved or api.plan(paths, settings, options, manifest=manifest)
         _stdout_console().print(render_plan_markup(preview))
         if not preview.has_changes:
             return
@@ -229,7 +232,8 @@ def apply(state: CliState, paths: tuple[Path, ...], auto_approve: bool, locked: 
 
     progress = ApplyProgress(err, live=text_out and sys.stderr.isatty())
     with progress:
-        result = api.apply(paths, settings, options, saved_plan=saved, locked=locked and saved is None,
+        result = api.apply(paths, settings, options, saved_plan=saved, manifest=manifest,
+                           locked=locked and saved is None,
                            on_action=None if state.quiet else progress.on_action,
                            event_handlers=[progress.on_event], on_plan=show_plan)
     if output == "json":

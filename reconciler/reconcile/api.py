@@ -57,6 +57,7 @@ def apply(
     locked: bool = False,
     event_handlers: Sequence[EventHandler] = (),
     on_plan: Optional[Callable[[Plan], None]] = None,
+    manifest: Optional[Manifest] = None,
 ) -> ApplyResult:
     """Plan (or take ``saved_plan``) and execute it under the models dir's lock.
 
@@ -67,7 +68,10 @@ def apply(
     """
     settings = settings or load_settings()
     options = options or PlanOptions(max_deletions=settings.max_deletions)
-    manifest = None if saved_plan is not None else load_manifests(manifest_paths(paths, settings))
+    if saved_plan is not None:
+        manifest = None
+    elif manifest is None:
+        manifest = load_manifests(manifest_paths(paths, settings))
     lock = read_lock(settings.lock)
     if locked:
         if manifest is None:

@@ -189,9 +189,9 @@ class Planner:
             raise _entry_error(entry, f"model '{entry.name}': local source {source.path} does not exist")
         return source
 
-    def _probe(self, model_set: ModelSet, entry: ModelEntry, path: Path) -> tuple[dict[str, Any], list[str]]:
+    def _probe(self, entry: ModelEntry, path: Path, wanted: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
         try:
-            return self.installer.probe(path, desired_fields(model_set, entry))
+            return self.installer.probe(path, wanted)
         except ReconcilerError as exc:
             raise PlanError(f"{entry_location(entry)}: model '{entry.name}': {exc}") from exc
 
@@ -206,7 +206,8 @@ class Planner:
         source = self._local_source(entry)
         src = Path(source.path)
         inplace = bool(entry.inplace)
-        data, notes = self._probe(model_set, entry, src)
+        wanted = desired_fields(model_set, entry)
+        data, notes = self._probe(entry, src, wanted)
         files = _tree_files(src)
         base = PlannedAction(
             action=ActionKind.create, set=model_set.metadata.name, name=entry.name, source=str(source),
@@ -220,7 +221,7 @@ class Planner:
             write = sum(f.size for f in files)
         spec = InstallSpec(
             source_path=str(src.absolute()), dest_path=str(dest), inplace=inplace, sha256=entry.sha256,
-            config=desired_fields(model_set, entry),
+            config=wanted,
         )
         existing = index.by_path.get(record_path(self.models_dir, dest)) or index.by_path.get(str(dest))
         if existing is not None:

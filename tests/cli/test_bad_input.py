@@ -154,6 +154,9 @@ def test_interactive_apply_asks_and_only_yes_proceeds(ws, monkeypatch):
     import reconciler.cli as cli_mod
 
     monkeypatch.setattr(cli_mod, "stdin_is_terminal", lambda: True)
+    refused = ws.cli("apply", "--locked", str(ws.manifests), input="yes\n")
+    assert refused.exit_code == 1 and "does not exist" in refused.stderr
+    assert "Do you want" not in refused.stdout, "--locked refuses before showing a plan"
     no = ws.cli("apply", str(ws.manifests), input="no\n")
     assert no.exit_code == 1 and "cancelled" in no.stderr and not ws.db_path.exists()
     yes = ws.cli("apply", str(ws.manifests), input="yes\n")
