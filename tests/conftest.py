@@ -59,6 +59,16 @@ class Workspace:
     def apply(self, *paths: str, extra: tuple[str, ...] = ()) -> Result:
         return self.cli("apply", "-y", *extra, *(paths or (str(self.manifests),)))
 
+    def records(self) -> list[Any]:
+        """Every record in the workspace's default SQLite store."""
+        from reconciler.store.base import ModelRecordServiceBase
+
+        store = ModelRecordServiceBase.from_db_file(self.db_path)
+        try:
+            return store.all_models()
+        finally:
+            store.close()
+
     def snapshot(self) -> dict[str, tuple[int, int]]:
         """(size, mtime_ns) of every file under the models dir, to prove nothing changed."""
         if not self.models_dir.exists():

@@ -19,11 +19,7 @@ def sha256(path: Path) -> str:
 
 
 def records(ws) -> list:
-    store = ModelRecordServiceBase.from_db_file(ws.db_path)
-    try:
-        return store.all_models()
-    finally:
-        store.close()
+    return ws.records()
 
 
 @pytest.fixture

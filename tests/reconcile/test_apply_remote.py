@@ -48,11 +48,7 @@ def tree_digest(root: Path) -> dict[str, str]:
 
 
 def records(ws) -> dict:
-    store = ModelRecordServiceBase.from_db_file(ws.db_path)
-    try:
-        return {r.name: r for r in store.all_models()}
-    finally:
-        store.close()
+    return {r.name: r for r in ws.records()}
 
 
 def test_hf_diffusers_plan_apply_noop(remote_ws, sd_repo_files):  # noqa: F811
