@@ -19,7 +19,7 @@ from reconciler.errors import ReconcilerError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-EXIT_OK, EXIT_ERROR, EXIT_CHANGES = 0, 1, 2
+EXIT_ERROR, EXIT_CHANGES = 1, 2
 
 
 class CliState:

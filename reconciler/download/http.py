@@ -114,7 +114,6 @@ def open_stream(
                 raise DownloadError(f"{redact_url(url)}: redirect to an unsupported scheme")
             current = nxt
             continue
-        resp.reconciler_url = url  # type: ignore[attr-defined]
         return resp
     raise DownloadError(f"{redact_url(url)}: more than {MAX_REDIRECTS} redirects")
 

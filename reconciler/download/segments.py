@@ -1000,12 +1000,6 @@ def _fully_read(resp: requests.Response) -> bool:
     return fp is None or bool(getattr(fp, "isclosed", lambda: False)())
 
 
-def describe(state: PartState) -> dict[str, Any]:
-    """A short summary of a sidecar (for ``gc`` and debugging)."""
-    return {"url": state.url, "total_size": state.total_size, "done_bytes": state.done_bytes,
-            "segments": len(state.segments)}
-
-
 __all__ = [
     "DownloadResult",
     "FileDownload",

@@ -253,11 +253,6 @@ def _disk_candidates(
     return candidates
 
 
-def _at_destination(models_dir: Path, cand: _Candidate) -> bool:
-    dest = _destination(_abs(models_dir), cand, _clean_name(cand.name))
-    return dest is not None and dest == cand.path
-
-
 def _destination(models_dir: Path, cand: _Candidate, name: str) -> Optional[Path]:
     try:
         return _abs(install_destination(models_dir, cand.base, cand.type, name, cand.path))
