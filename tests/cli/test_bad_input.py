@@ -163,3 +163,15 @@ def test_interactive_apply_asks_and_only_yes_proceeds(ws, monkeypatch):
     assert yes.exit_code == 0, yes.output
     assert "Do you want to perform these actions?" in yes.stdout
     assert (ws.models_dir / "sd-1" / "main" / "base15.safetensors").exists()
+
+
+def test_saved_plan_from_another_store_is_refused(installed):
+    ws = installed
+    planfile = ws.root / "p.json"
+    ws.write_manifest("good.yaml", GOOD + "      description: new\n")
+    assert ws.cli("plan", "--out", str(planfile), str(ws.manifests)).exit_code == 0
+    other = ws.root / "other.db"  # a new store: its own lineage
+    before = ws.snapshot()
+    result = ws.cli("--db", str(other), "apply", "-y", str(planfile))
+    assert_refused(ws, result, "another record store")
+    assert ws.snapshot() == before
