@@ -43,6 +43,8 @@ class AppSettings(BaseModel):
     limit_rate: Optional[int] = Field(default=None, ge=1, description="Bytes per second for the whole queue")
     download_retries: int = Field(default=5, ge=0)
     download_timeout: float = Field(default=30.0, gt=0)
+    direct_io: bool = Field(default=True, description="Write downloads with O_DIRECT where the filesystem "
+                            "allows it (no page-cache copy or writeback; falls back by itself)")
 
     # apply
     apply_lock_timeout: float = Field(default=10.0, ge=0, description="Seconds to wait for another apply")

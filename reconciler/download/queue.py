@@ -8,7 +8,8 @@ progress bar cannot break a download.  Progress events (``download_running``) co
 every 1% of the bytes, or every half second when the size is unknown.
 
 Defaults mirror :class:`reconciler.settings.AppSettings` (max_parallel_dl,
-connections_per_file, min_segment_size, limit_rate, download_retries, download_timeout);
+connections_per_file, min_segment_size, limit_rate, download_retries, download_timeout,
+direct_io);
 the queue takes plain arguments so it stays usable as a library without settings.
 """
 
@@ -156,6 +157,7 @@ class DownloadQueueService:
         split_after: float = SPLIT_AFTER,
         adaptive_min_size: int = ADAPTIVE_MIN_SIZE,
         parallel_parts: int = PARALLEL_PARTS,
+        direct_io: bool = True,
     ) -> None:
         if max_parallel_dl < 1:
             raise ValueError("max_parallel_dl must be >= 1")
@@ -170,6 +172,7 @@ class DownloadQueueService:
         self.split_after = split_after
         self.adaptive_min_size = adaptive_min_size
         self.parallel_parts = max(1, parallel_parts)
+        self.direct_io = direct_io  # O_DIRECT writes where the filesystem has them (download/writer.py)
         self.quiet = quiet
         self._session = requests_session or make_session(max_parallel_dl * self.connections_per_file + 4)
         self._handlers: list[EventHandler] = list(event_handlers or [])
@@ -515,6 +518,7 @@ class DownloadQueueService:
             expected_sha256=expected_sha256, compute_sha256=self.compute_sha256,
             on_progress=progress, on_dest=on_dest, split_below=self.split_below,
             split_after=self.split_after, adaptive_min_size=self.adaptive_min_size,
+            direct_io=self.direct_io,
         )
 
     def _run_remote(self, job: DownloadJobRemoteSource) -> None:

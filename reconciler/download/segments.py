@@ -15,9 +15,12 @@ that stream's rate after ``split_after`` seconds is under ``split_below`` is the
 into pieces for the other connections: on a fast link one sequential stream is cheaper
 (and faster on few cores) than eight; behind a per-connection cap, splitting multiplies.
 
-Bytes are read with one ``recv`` straight into a few reused buffers per connection (no
-bytes object per read), written with ``os.pwrite``, and the kernel is asked to start
-writeback as the file grows, so the fdatasync before the rename is short.
+Bytes are read with ``recv`` straight into a few reused, page-aligned buffers per
+connection (no bytes object per read).  A buffer is written with ``os.pwrite`` once full
+(or after :data:`FLUSH_EVERY_SECONDS` on a slow link) through :class:`.writer.PartWriter`,
+which writes aligned blocks with ``O_DIRECT`` where the filesystem allows it (see that
+module for why); a stream that starts or ends off a block boundary writes that partial
+block through the page cache.  Without ``O_DIRECT`` every ``recv`` is written at once.
 
 sha256 is computed as bytes arrive, on a helper thread fed in file order through a small
 bounded queue (hashlib releases the GIL, so it overlaps recv/write on another core): the
@@ -30,7 +33,6 @@ are read once: hashlib state cannot be saved).  A single-stream download hashes 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import hashlib
 import json
 import logging
@@ -60,6 +62,7 @@ from .http import (
 )
 from .ratelimit import TokenBucket
 from .retry import Interrupted, RetryPolicy
+from .writer import ALIGN, PartWriter, aligned_buffer
 
 log = logging.getLogger(__name__)
 
@@ -68,14 +71,16 @@ STATE_SUFFIX = ".part.json"
 STATE_VERSION = 1
 # The sidecar is rewritten (temp file + rename) after this many bytes or seconds, whichever
 # comes first: a kill loses at most that much progress.  Each rewrite costs a file creation
-# and a rename (~1-3 ms here), so at loopback/LAN rates a bound in bytes of 8 MiB spent a
-# tenth of the transfer time on them; 64 MiB keeps it small, and on slow links the
-# half-second bound decides anyway.
-SAVE_EVERY_BYTES = 64 * 2**20
+# and a rename (~1-3 ms here); it runs on the thread that writes (with O_DIRECT a thread of
+# its own, mostly waiting for the device), so the socket does not wait for it.  On slow
+# links the half-second bound decides.
+SAVE_EVERY_BYTES = 16 * 2**20
 SAVE_EVERY_SECONDS = 0.5
 HASH_READ = 2**20
-WRITEBACK_EVERY = 16 * 2**20
 BUFFERS_PER_CONNECTION = 16
+# A partly filled buffer is written after this long, so a slow link still shows smooth
+# progress and a kill loses little; a fast one fills its 1 MiB buffers long before.
+FLUSH_EVERY_SECONDS = 0.2
 # Adaptive segmentation (see FileDownload): a file of at least ADAPTIVE_MIN_SIZE starts on
 # one connection; after SPLIT_AFTER seconds of body bytes, a rate under SPLIT_BELOW splits
 # the rest over the other connections.  One loopback/LAN stream beats eight (no contention
@@ -181,7 +186,9 @@ def split_segments(start: int, total: int, min_segment_size: int) -> list[Segmen
 
     Pieces are fetched in order by up to ``connections`` workers, each taking the next free
     piece: the contiguous prefix then grows steadily, so the sha256 frontier can follow
-    the download instead of waiting for the end, and resume state is fine-grained.
+    the download instead of waiting for the end, and resume state is fine-grained.  Inner
+    bounds fall on :data:`~.writer.ALIGN` boundaries (when pieces are that big), so every
+    piece's stream can write its blocks around the page cache.
     """
     length = total - start
     if length <= 0:
@@ -189,6 +196,8 @@ def split_segments(start: int, total: int, min_segment_size: int) -> list[Segmen
     piece = max(1, min_segment_size, -(-length // MAX_PIECES))
     n = max(1, length // piece)
     bounds = [start + length * i // n for i in range(n + 1)]
+    if piece >= 2 * ALIGN:
+        bounds[1:-1] = [b - b % ALIGN for b in bounds[1:-1]]
     return [Segment(bounds[i], bounds[i + 1], bounds[i]) for i in range(n)]
 
 
@@ -331,6 +340,97 @@ class _Hasher:
             self.upto = pos
 
 
+class _WriteBehind:
+    """Writes one stream's filled buffers in file order, then moves ``seg.pos``, hands the
+    buffer to the hasher (or back to the pool) and calls ``done(bytes)``.
+
+    With ``O_DIRECT`` a write waits for the device; done on the stream's thread, the
+    socket would sit idle meanwhile, so those writes run on a thread of their own (the
+    download then moves at the slower of network and disk, not at their sum).  Through the
+    page cache a write is a memory copy and runs inline.  A failed write stops the
+    writing: later buffers go back to the pool unwritten (``seg.pos`` never passes a gap),
+    and :meth:`submit` and :meth:`finish` raise the error.
+    """
+
+    def __init__(self, writer: PartWriter, seg: Segment, pool: _BufferPool, hasher: _Hasher | None,
+                 done: Callable[[int], None]) -> None:
+        self.writer = writer
+        self.seg = seg
+        self.pool = pool
+        self.hasher = hasher
+        self.done = done
+        self.error: BaseException | None = None
+        self._q: queue.SimpleQueue[tuple[memoryview, int, int] | None] | None = None
+        self._thread: threading.Thread | None = None
+        if writer.direct:
+            self._q = queue.SimpleQueue()
+            self._thread = threading.Thread(target=self._run, daemon=True, name="dl-write")
+            self._thread.start()
+
+    def hand_over(self, buf: memoryview, pos: int, k: int, fill: int) -> tuple[memoryview, int]:
+        """Submit ``buf[:k]`` (at file offset ``pos``); the ``fill - k`` bytes after it move
+        to a fresh buffer, returned with their count."""
+        # Waits without giving up on a pause: the writer and the hash thread free a buffer
+        # within milliseconds, and a received byte is never dropped unwritten.
+        nxt = self.pool.take()
+        rest = fill - k
+        if rest:
+            nxt[:rest] = buf[k:fill]
+        try:
+            self.submit(buf, pos, k)
+        except BaseException:
+            self.pool.give(nxt)
+            raise
+        return nxt, rest
+
+    def submit(self, buf: memoryview, pos: int, k: int) -> None:
+        """Write ``buf[:k]`` at ``pos`` (now, or queued); the buffer is no longer the caller's."""
+        if self.error is not None:
+            self.pool.give(buf)
+            raise self.error
+        if self._q is not None:
+            self._q.put((buf, pos, k))
+        else:
+            self._write(buf, pos, k)
+
+    def finish(self) -> None:
+        """Wait for the queued writes; raise the error of a failed one."""
+        if self._q is not None and self._thread is not None:
+            self._q.put(None)
+            self._thread.join()
+        if self.error is not None:
+            raise self.error
+
+    def _write(self, buf: memoryview, pos: int, k: int) -> None:
+        try:
+            self.writer.write(buf[:k], pos)
+        except BaseException as exc:
+            self.error = exc
+            self.pool.give(buf)
+            raise
+        self.seg.pos = pos + k
+        hasher = self.hasher
+        if hasher is None or not hasher.offer(pos, buf[:k], lambda: self.pool.give(buf)):
+            self.pool.give(buf)
+        self.done(k)
+
+    def _run(self) -> None:
+        assert self._q is not None
+        while True:
+            item = self._q.get()
+            if item is None:
+                return
+            buf, pos, k = item
+            if self.error is not None:
+                self.pool.give(buf)
+                continue
+            try:
+                self._write(buf, pos, k)
+            except BaseException as exc:  # noqa: BLE001 - raised by submit() and finish()
+                if self.error is None:
+                    self.error = exc
+
+
 class _SplitWatch:
     """The one-shot rate check of an adaptive download: after ``after`` seconds of body
     bytes, is the single stream slower than ``below`` bytes/s (and not held back by our
@@ -369,12 +469,15 @@ class _BufferPool:
     """A worker's few reusable read buffers; a buffer comes back once written (and hashed)."""
 
     def __init__(self, size: int, count: int = 4) -> None:
-        self.size = size
+        self.size = -(-size // ALIGN) * ALIGN  # whole blocks: a full buffer is written directly
         self._free: queue.SimpleQueue[memoryview] = queue.SimpleQueue()
         for _ in range(count):
-            self._free.put(memoryview(bytearray(size)))
+            self._free.put(aligned_buffer(size))
 
-    def take(self, halt: threading.Event) -> memoryview:
+    def take(self, halt: threading.Event | None = None) -> memoryview:
+        """A free buffer; waits for one (giving up with Interrupted once ``halt`` is set)."""
+        if halt is None:
+            return self._free.get()
         while True:
             try:
                 return self._free.get(timeout=0.1)
@@ -444,31 +547,6 @@ class _DirectReader:
         return int(n)
 
 
-def _datasync(fd: int) -> None:
-    """fdatasync where there is one (the size is data for it), else fsync."""
-    getattr(os, "fdatasync", os.fsync)(fd)
-
-
-_libc: Any = None
-
-
-def _start_writeback(fd: int, offset: int, n: int) -> None:
-    """Ask the kernel to start writing ``[offset, offset+n)`` to disk now (Linux
-    ``sync_file_range(SYNC_FILE_RANGE_WRITE)``; a no-op elsewhere), so the fsync required
-    before the rename finds little left to do instead of stalling on the whole file."""
-    global _libc
-    if _libc is None:
-        try:
-            lib = ctypes.CDLL(None, use_errno=True)
-            fn = lib.sync_file_range
-            fn.argtypes = [ctypes.c_int, ctypes.c_int64, ctypes.c_int64, ctypes.c_uint]
-            _libc = fn
-        except (OSError, AttributeError):
-            _libc = False
-    if _libc:
-        _libc(fd, offset, n, 2)  # SYNC_FILE_RANGE_WRITE; errors only cost the optimisation
-
-
 @dataclass
 class DownloadResult:
     """What a finished :class:`FileDownload` produced."""
@@ -513,6 +591,7 @@ class FileDownload:
         split_below: int | None = SPLIT_BELOW,
         split_after: float = SPLIT_AFTER,
         adaptive_min_size: int = ADAPTIVE_MIN_SIZE,
+        direct_io: bool = True,
     ) -> None:
         self.session = session
         self.url = url
@@ -534,6 +613,7 @@ class FileDownload:
         self.split_below = split_below
         self.split_after = split_after
         self.adaptive_min_size = adaptive_min_size
+        self.direct_io = direct_io
         self.split_done = False  # whether an adaptive split happened (tests, logs)
         self.fetched = 0
         self._halt = threading.Event()  # stop or a failed sibling segment
@@ -691,7 +771,9 @@ class FileDownload:
         ppath, spath = part_path(self.dest), state_path(self.dest)
         resumable = ranged and state.total_size >= 0
         fresh = first is not None
-        fd = os.open(ppath, os.O_RDWR | os.O_CREAT | (os.O_TRUNC if fresh else 0), 0o644)
+        # O_DIRECT only with a known size: the file is preallocated, so no direct write extends it
+        writer = PartWriter(ppath, truncate=fresh, direct=self.direct_io and state.total_size > 0)
+        fd = writer.fd
         hasher: _Hasher | None = None
         try:
             if fresh and state.total_size > 0:
@@ -739,7 +821,7 @@ class FileDownload:
                                     return
                                 seg = pending.pop(0)
                         self.retry.run(
-                            lambda seg=seg: self._fetch(fd, seg, box, state, spath if resumable else None,
+                            lambda seg=seg: self._fetch(writer, seg, box, state, spath if resumable else None,
                                                         hasher, total, ranged, pool, split),
                             progress=lambda seg=seg: seg.pos, stop=self._halt)
                 except BaseException as exc:  # noqa: BLE001 - handed to the main thread
@@ -758,12 +840,13 @@ class FileDownload:
                         threads.append(t)
                         t.start()
 
-            def split(seg: Segment, n: int) -> None:
-                """Called by the one running stream after each chunk while ``watch`` is undecided."""
+            def split(seg: Segment, n: int, at: int) -> None:
+                """Called by the one running stream after each read while ``watch`` is undecided;
+                ``at`` is where it reads next (bytes before it may still be in its buffer)."""
                 assert watch is not None
                 if not watch.observe(n):
                     return
-                n = self._split(seg, segs, pending, take_lock)
+                n = self._split(seg, at, segs, pending, take_lock)
                 if n:
                     spawn(n)
 
@@ -808,11 +891,11 @@ class FileDownload:
                 if self.expected_sha256 and digest != self.expected_sha256:
                     raise IntegrityError(
                         f"{redact_url(self.url)}: sha256 mismatch: got {digest}, expected {self.expected_sha256}")
-            _datasync(fd)
+            writer.datasync()
         finally:
             if hasher is not None:
                 hasher.close()
-            os.close(fd)
+            writer.close()
         os.replace(ppath, self.dest)
         with contextlib.suppress(FileNotFoundError):
             spath.unlink()
@@ -824,13 +907,15 @@ class FileDownload:
                 os.close(dfd)
         return DownloadResult(self.dest, size, digest, self.fetched)
 
-    def _splittable(self, seg: Segment) -> bool:
-        return seg.end >= 0 and seg.end - seg.pos >= 2 * self.min_segment_size
+    def _splittable(self, seg: Segment, at: int | None = None) -> bool:
+        return seg.end >= 0 and seg.end - (seg.pos if at is None else at) >= 2 * self.min_segment_size
 
-    def _split(self, seg: Segment, segs: list[Segment], pending: list[Segment], take_lock: threading.Lock) -> int:
+    def _split(self, seg: Segment, at: int, segs: list[Segment], pending: list[Segment],
+               take_lock: threading.Lock) -> int:
         """Split the remaining bytes into pieces for more connections; returns how many to add.
 
-        Runs on the thread streaming ``seg`` (so cutting ``seg.end`` races with no reader).
+        Runs on the thread streaming ``seg`` (so cutting ``seg.end`` races with no reader),
+        which has read up to ``at``: it keeps ``[seg.pos, at)`` and the piece after it.
         Pieces go into ``segs`` in file order (the hash frontier and the sidecar rely on it)
         under the save lock, so a sidecar written at any moment describes every byte once.
         """
@@ -842,8 +927,8 @@ class FileDownload:
                 segs[idx:idx + 1] = [Segment(big.start, pieces[0].end, big.pos)] + pieces[1:] \
                     if big.pos > big.start else pieces
                 pending.extend(segs[idx:idx + len(pieces)])
-            elif self._splittable(seg):  # the running stream keeps one piece
-                pieces = split_segments(seg.pos, seg.end, self.min_segment_size)
+            elif self._splittable(seg, at):  # the running stream keeps one piece
+                pieces = split_segments(at, seg.end, self.min_segment_size)
                 seg.end = pieces[0].end
                 idx = next(i for i, s in enumerate(segs) if s is seg)
                 segs[idx + 1:idx + 1] = pieces[1:]
@@ -863,9 +948,9 @@ class FileDownload:
                 return s.pos
         return segs[-1].end if segs else 0
 
-    def _fetch(self, fd: int, seg: Segment, box: list[requests.Response | None], state: PartState,
+    def _fetch(self, writer: PartWriter, seg: Segment, box: list[requests.Response | None], state: PartState,
                spath: Path | None, hasher: _Hasher | None, total: int | None, ranged: bool,
-               pool: _BufferPool, split: Callable[[Segment, int], None]) -> None:
+               pool: _BufferPool, split: Callable[[Segment, int, int], None]) -> None:
         """One try at the rest of ``seg``: open (or reuse) a response, stream into the file."""
         if self._halt.is_set():
             raise Interrupted()
@@ -900,7 +985,7 @@ class FileDownload:
         with self._resp_lock:
             self._responses.add(resp)
         try:
-            self._stream(fd, seg, resp, state, spath, hasher, total, pool, split)
+            self._stream(writer, seg, resp, state, spath, hasher, total, pool, split)
             if seg.end >= 0 and _fully_read(resp):
                 resp._content_consumed = True  # keep-alive: hand the connection back to the pool
                 resp.raw.release_conn()
@@ -910,68 +995,73 @@ class FileDownload:
             resp.close()
             box[0] = None
 
-    def _stream(self, fd: int, seg: Segment, resp: requests.Response, state: PartState,
+    def _stream(self, writer: PartWriter, seg: Segment, resp: requests.Response, state: PartState,
                 spath: Path | None, hasher: _Hasher | None, total: int | None, pool: _BufferPool,
-                split: Callable[[Segment, int], None]) -> None:
-        """Read into pooled buffers, pwrite, hand each buffer to the hasher; see module doc."""
+                split: Callable[[Segment, int, int], None]) -> None:
+        """Read into pooled buffers and hand each filled one to a :class:`_WriteBehind`.
+
+        ``pos`` is the file offset of ``buf[0]`` and ``fill`` what the buffer holds;
+        ``seg.pos`` counts written bytes only (the sidecar and the hash frontier read it)
+        and is moved by the writer.  Whatever ends the stream (its end, a network error, a
+        pause), the bytes received are written before it returns, so a resume starts at
+        the last byte that arrived.
+        """
         readinto = _reader(resp)
-        chunk = pool.size
         first = seg.pos == 0
         expected_len = None
         cl = resp.headers.get("Content-Length")
         if cl and cl.isdigit():
             expected_len = int(cl)
         received = 0
-        flushed = seg.pos  # start of the range not yet handed to writeback
         watching = self._watch is not None
-        while seg.end < 0 or seg.pos < seg.end:
-            if self._halt.is_set():
-                raise Interrupted()
-            want = chunk
-            if seg.end >= 0:
-                want = min(want, seg.end - seg.pos)
-            buf = pool.take(self._halt)
+        wb = _WriteBehind(writer, seg, pool, hasher, lambda k: self._written(k, state, spath, total))
+        try:
+            buf: memoryview | None = pool.take(self._halt)
+            pos, fill = seg.pos, 0
+            flushed_at = time.monotonic()
             try:
-                n = readinto(buf[:want])
-            except Exception as exc:  # urllib3 ProtocolError/ReadTimeoutError, OSError
-                pool.give(buf)
-                if self._halt.is_set():
-                    raise Interrupted() from None
-                raise network_error(exc, self.url, self.token) from None
-            if not n:
-                pool.give(buf)
-                break
-            view = buf[:n]
-            if first:
-                first = False
-                if looks_like_html(None, bytes(view[:512])):
+                while seg.end < 0 or pos + fill < seg.end:
+                    if self._halt.is_set():
+                        raise Interrupted()
+                    room = pool.size - fill
+                    if writer.direct and pos % ALIGN:  # a partial first block: read to its boundary
+                        room = min(room, ALIGN - pos % ALIGN - fill)
+                    if seg.end >= 0:
+                        room = min(room, seg.end - pos - fill)
+                    assert buf is not None
+                    try:
+                        n = readinto(buf[fill:fill + room])
+                    except Exception as exc:  # urllib3 ProtocolError/ReadTimeoutError, OSError
+                        if self._halt.is_set():
+                            raise Interrupted() from None
+                        raise network_error(exc, self.url, self.token) from None
+                    if not n:
+                        break
+                    if first:
+                        first = False
+                        if looks_like_html(None, bytes(buf[:min(n, 512)])):
+                            raise html_error(self.url, self.token)  # not model bytes: none written
+                    fill += n
+                    received += n
+                    if self.bucket.limited:
+                        self.bucket.consume(n, self._halt)
+                    if watching:
+                        split(seg, n, pos + fill)
+                        watching = self._watch is not None and not self._watch.decided
+                    if (not writer.direct or fill == pool.size or pos % ALIGN
+                            or time.monotonic() - flushed_at >= FLUSH_EVERY_SECONDS):
+                        k = fill if not writer.direct or pos % ALIGN else fill - fill % ALIGN
+                        if k:
+                            buf, fill = wb.hand_over(buf, pos, k, fill)
+                            pos += k
+                            flushed_at = time.monotonic()
+            finally:
+                if buf is not None and fill:
+                    wb.submit(buf, pos, fill)
+                elif buf is not None:
                     pool.give(buf)
-                    raise html_error(self.url, self.token)
-            off = seg.pos
-            written = 0
-            try:
-                while written < n:
-                    written += os.pwrite(fd, view[written:], off + written)
-            except BaseException:
-                pool.give(buf)
-                raise
-            seg.pos = off + n
-            received += n
-            if hasher is None or not hasher.offer(off, view, lambda buf=buf: pool.give(buf)):
-                pool.give(buf)
-            with self._fetched_lock:
-                self.fetched += n
-            self.on_progress(n, total)
-            if seg.pos - flushed >= WRITEBACK_EVERY:
-                _start_writeback(fd, flushed, seg.pos - flushed)
-                flushed = seg.pos
-            if spath is not None:
-                self._maybe_save(state, spath, n)
-            if self.bucket.limited:
-                self.bucket.consume(n, self._halt)
-            if watching:
-                split(seg, n)
-                watching = self._watch is not None and not self._watch.decided
+        finally:
+            wb.finish()
         if seg.end >= 0 and seg.pos < seg.end:
             if self._halt.is_set():
                 raise Interrupted()
@@ -981,6 +1071,14 @@ class FileDownload:
         if seg.end < 0 and expected_len is not None and received < expected_len:
             raise TransientDownloadError(
                 f"{redact_url(self.url)}: body shorter than Content-Length ({received} < {expected_len})")
+
+    def _written(self, k: int, state: PartState, spath: Path | None, total: int | None) -> None:
+        """Bookkeeping after ``k`` more bytes reached the file (on the writing thread)."""
+        with self._fetched_lock:
+            self.fetched += k
+        self.on_progress(k, total)
+        if spath is not None:
+            self._maybe_save(state, spath, k)
 
     def _maybe_save(self, state: PartState, spath: Path, n: int) -> None:
         with self._save_lock:

@@ -267,6 +267,7 @@ class ModelInstallService:
                     max_parallel_dl=s.max_parallel_dl, requests_session=self.session,
                     connections_per_file=s.connections_per_file, min_segment_size=s.min_segment_size,
                     limit_rate=s.limit_rate, download_retries=s.download_retries, download_timeout=s.download_timeout,
+                    direct_io=s.direct_io,
                 )
                 self._own_queue = True
             return self.download_queue

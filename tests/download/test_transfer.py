@@ -23,7 +23,18 @@ from reconciler.errors import (
 
 from .conftest import blob, listing, sha
 
-DATA = blob(600_000)
+DATA = blob(600_000)  # not a whole number of 4 KiB blocks: the last partial block takes the page cache
+
+
+@pytest.fixture(autouse=True, params=["direct", "page-cache"])
+def io_path(request, monkeypatch):
+    """Every byte-moving test runs twice: writing with O_DIRECT, and on a platform or
+    filesystem without it (as macOS), where every write goes through the page cache."""
+    if request.param == "page-cache":
+        monkeypatch.delattr(os, "O_DIRECT", raising=False)
+    elif not hasattr(os, "O_DIRECT"):
+        pytest.skip("this platform has no O_DIRECT; the page-cache run covers it")
+    return request.param
 
 
 def done(queue, job, timeout: float = 20.0):
