@@ -40,7 +40,9 @@ def staging_name(source: str, revision: Optional[str]) -> str:
 def install_remote_job(service: ModelInstallService, job: ModelInstallJob) -> str:
     """Resolve (unless the job carries a resolution), download, install; returns the key.
 
-    The metadata goes to the metadata store when there is one; failing to save it never
+    The metadata goes to the metadata store when there is one, and the API's answer to the
+    record's ``source_api_response``; a resolution that came without them (a lock file's,
+    a saved plan's) fetches them first, best effort: failing to get or save them never
     fails the install.
     """
     resolved = job._resolved or service.resolve(job.source)
@@ -57,15 +59,17 @@ def install_remote_job(service: ModelInstallService, job: ModelInstallJob) -> st
     config.setdefault("name", resolved.name_hint)
     config.setdefault("source", str(job.source))
     config.setdefault("source_revision", resolved.revision)
-    if resolved.metadata is not None:
-        config.setdefault("source_api_response", resolved.metadata.model_dump_json())
+    if resolved.metadata is None:
+        fetched = fetch_resolution(service, job.source, resolved.revision)
+        if fetched is not None:
+            resolved.metadata, resolved.api_response = fetched.metadata, fetched.api_response
+    if resolved.api_response is not None:
+        config.setdefault("source_api_response", resolved.api_response)
     digests = {("" if resolved.single_file else f.dest): f.sha256 for f in resolved.files if f.sha256}
     try:
         key = service._install_staged(model_path, config, digests, job.replace_key, shown_as=str(job.source))
     finally:
         discard(staging)
-    if service.metadata_store is not None and resolved.metadata is None:
-        resolved.metadata = fetch_metadata(service, job.source, resolved.revision)
     if service.metadata_store is not None and resolved.metadata is not None:
         try:
             if job.replace_key:
@@ -181,8 +185,9 @@ def download_and_cache(service: ModelInstallService, source: ModelSource | str, 
     finally:
         discard(staging)
 
-def fetch_metadata(service: ModelInstallService, source: ModelSource, revision: Optional[str]) -> Any:
-    """Metadata of a source installed from a lock or saved plan (best effort: None on failure)."""
+def fetch_resolution(service: ModelInstallService, source: ModelSource, revision: Optional[str]) -> Any:
+    """A fresh resolution of a source installed from a lock or saved plan, for its metadata
+    and API answer (best effort: None on failure, or for a source with no API)."""
     from reconciler.sources.base import CivitaiModelSource, HFModelSource
     from reconciler.sources.resolve import resolve_source
 
@@ -190,7 +195,7 @@ def fetch_metadata(service: ModelInstallService, source: ModelSource, revision: 
         return None
     try:
         pinned = revision if isinstance(source, HFModelSource) else None
-        return resolve_source(source, service.app_config, session=service.session, revision=pinned).metadata
+        return resolve_source(source, service.app_config, session=service.session, revision=pinned)
     except Exception:  # noqa: BLE001 - the model is installed; metadata is a bonus
         log.info("no metadata for %s", source, exc_info=True)
         return None

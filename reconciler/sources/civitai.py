@@ -15,6 +15,7 @@ name would land outside its folder, is refused.
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any, Optional
 
@@ -73,6 +74,10 @@ class CivitaiMetadataFetch:
 
     def from_id(self, version_id: int | str) -> CivitaiMetadata:
         """Metadata of model version ``version_id``."""
+        return self.fetch_version(version_id)[0]
+
+    def fetch_version(self, version_id: int | str) -> tuple[CivitaiMetadata, str]:
+        """Metadata of model version ``version_id``, and the version endpoint's JSON as text."""
         vid = str(version_id).strip()
         if not vid.isdigit() or int(vid) <= 0:
             raise SourceError(f"a Civitai model-version id must be a positive integer, got {version_id!r}")
@@ -89,7 +94,7 @@ class CivitaiMetadataFetch:
             model = {}
         if not isinstance(model, dict):
             raise SourceError(f"Civitai model {version['modelId']}: the API answered an unexpected JSON document")
-        return self._build(int(vid), version, model)
+        return self._build(int(vid), version, model), json.dumps(version, ensure_ascii=False)
 
     @staticmethod
     def from_json(json_text: str) -> CivitaiMetadata:
@@ -162,7 +167,7 @@ def resolve_civitai(source: CivitaiModelSource, endpoint: Optional[str], token: 
     The token is the source's, else ``token`` (the caller passes ``CIVITAI_API_TOKEN``).
     """
     fetch = CivitaiMetadataFetch(session, endpoint, source.access_token or token, timeout)
-    meta = fetch.from_id(source.version_id)
+    meta, api_response = fetch.fetch_version(source.version_id)
     primary = meta.primary_file
     assert primary is not None  # _build refuses versions without files
     notes = []
@@ -179,6 +184,7 @@ def resolve_civitai(source: CivitaiModelSource, endpoint: Optional[str], token: 
         notes=notes,
         metadata=meta,
         etag=None,
+        api_response=api_response,
     )
 
 

@@ -36,11 +36,13 @@ Any listed path that is absolute or escapes its folder refuses the whole source
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import PurePosixPath
 from typing import Any, Optional
 from urllib.parse import quote, unquote, urlsplit
@@ -407,6 +409,7 @@ def resolve_hf(source: HFModelSource, endpoint: Optional[str], token: Optional[s
         notes=notes,
         metadata=_metadata(info, listing, endpoint),
         etag=None,
+        api_response=_api_json(info),
     )
 
 
@@ -429,6 +432,21 @@ def _fetch_model_index(api: Any, repo: str, path: str, sha: str, timeout: float)
     if not isinstance(data, dict):
         raise SourceError(f"Hugging Face repo {repo}: {path} is not a JSON object")
     return data
+
+
+def _api_json(info: Any) -> Optional[str]:
+    """The hub's model-info answer as JSON text, from huggingface_hub's ``ModelInfo`` (which
+    keeps every field the hub sent, nested entries as dataclasses; dates become ISO text)."""
+    def plain(value: Any) -> Any:
+        if isinstance(value, datetime):
+            return value.isoformat()
+        return str(value)
+
+    try:
+        data = dataclasses.asdict(info) if dataclasses.is_dataclass(info) else dict(vars(info))
+        return json.dumps({k: v for k, v in data.items() if v is not None}, default=plain, ensure_ascii=False)
+    except (TypeError, ValueError):  # an unexpected shape costs the copy, never the install
+        return None
 
 
 # --- metadata fetcher (requests-based, as the seed's fetchers are) --------------------------

@@ -37,6 +37,8 @@ class ResolvedSource:
     ``single_file``: the model is one file (``files[0]``, installed as a file); otherwise a
     folder whose layout is ``files[*].dest``.  ``notes`` say what a person should know
     (a component without the requested variant, ...).  ``etag``: the URL's ETag.
+    ``api_response``: the source API's answer as JSON text (Hugging Face's model info,
+    Civitai's model version), kept in the record's ``source_api_response``; None for URLs.
     """
 
     source: ModelSource
@@ -47,6 +49,7 @@ class ResolvedSource:
     notes: list[str] = field(default_factory=list)
     metadata: Optional[AnyModelRepoMetadata] = None
     etag: Optional[str] = None
+    api_response: Optional[str] = None
 
     @property
     def download_bytes(self) -> int:

@@ -71,6 +71,9 @@ def test_hf_diffusers_plan_apply_noop(remote_ws, sd_repo_files):  # noqa: F811
     assert result.exit_code == 0, result.output
     rec = records(ws)["sd"]
     assert rec.source_revision == sha and rec.format.value == "diffusers" and rec.base.value == "sd-1"
+    api = json.loads(rec.source_api_response)  # the hub's model info, as the hub sent it
+    assert api["id"] == REPO and api["sha"] == sha and "stable-diffusion" in api["tags"]
+    assert {s["rfilename"] for s in api["siblings"]} == set(sd_repo_files)
     model = ws.models_dir / rec.path
     for path in paths:
         assert (model / path).read_bytes() == sd_repo_files[path]
@@ -106,6 +109,11 @@ def test_lock_offline_plan_and_byte_identical_machines(remote_ws, sd_repo_files,
     assert tree_digest(machine_a) == tree_digest(machine_b)
     (unet,) = machine_a.rglob("unet/diffusion_pytorch_model.fp16.safetensors")
     assert unet.read_bytes() == sd_repo_files["unet/diffusion_pytorch_model.fp16.safetensors"]
+    # installed from the lock, the record still gets the hub's answer, at the locked commit
+    store = ModelRecordServiceBase.from_db_file(machine_a / ".reconciler" / "records.db")
+    (rec,) = store.all_models()
+    assert json.loads(rec.source_api_response)["sha"] == first
+    store.close()
 
     # with the lock, plan needs no network: stop the hub and plan a third machine
     ws.hub.close()
@@ -204,6 +212,11 @@ def test_single_file_and_civitai_and_url_sources(remote_ws, lora_repo_files, cap
     assert (ws.models_dir / recs["civ"].path).read_bytes() == lora
     assert recs["civ"].base.value == "sdxl" and recs["civ"].source == "civitai:62833"
     assert recs["plain"].source_revision == '"etag-plain"'
+    civ_api = json.loads(recs["civ"].source_api_response)  # Civitai's model-version answer
+    assert civ_api["id"] == 62833 and civ_api["modelId"] == 4201 and civ_api["baseModel"] == "SDXL 1.0"
+    assert civ_api["files"][0]["hashes"]["SHA256"].lower() == hashlib.sha256(lora).hexdigest()
+    assert json.loads(recs["detail"].source_api_response)["id"] == "tiny/lora"
+    assert recs["plain"].source_api_response is None, "a plain URL has no API"
     assert ws.cli("lock", str(ws.manifests)).exit_code == 0
     everything = (ws.db_path.read_bytes() + (ws.root / "reconciler.lock").read_bytes()
                   + result.output.encode() + caplog.text.encode())
