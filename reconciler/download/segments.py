@@ -81,6 +81,8 @@ BUFFERS_PER_CONNECTION = 16
 # A partly filled buffer is written after this long, so a slow link still shows smooth
 # progress and a kill loses little; a fast one fills its 1 MiB buffers long before.
 FLUSH_EVERY_SECONDS = 0.2
+# The write-behind thread joins up to this many queued bytes into one vectored write.
+WRITE_BATCH = 8 * 2**20
 # Adaptive segmentation (see FileDownload): a file of at least ADAPTIVE_MIN_SIZE starts on
 # one connection; after SPLIT_AFTER seconds of body bytes, a rate under SPLIT_BELOW splits
 # the rest over the other connections.  One loopback/LAN stream beats eight (no contention
@@ -340,16 +342,34 @@ class _Hasher:
             self.upto = pos
 
 
-class _WriteBehind:
-    """Writes one stream's filled buffers in file order, then moves ``seg.pos``, hands the
-    buffer to the hasher (or back to the pool) and calls ``done(bytes)``.
+def _release_after_two(release: Callable[[], None]) -> Callable[[], None]:
+    """A callback that calls ``release`` on its second call (writer and hasher both done)."""
+    left = [2]
+    lock = threading.Lock()
 
+    def once_both() -> None:
+        with lock:
+            left[0] -= 1
+            last = left[0] == 0
+        if last:
+            release()
+
+    return once_both
+
+
+class _WriteBehind:
+    """Writes one stream's filled buffers in file order and moves ``seg.pos`` (then calls
+    ``done(bytes)``); hands each buffer to the hasher as it is submitted.
+
+    The hash thread reads a buffer while it is being written, and the buffer goes back to
+    the pool when both are done: its turn-around is the slower of the two, not their sum.
     With ``O_DIRECT`` a write waits for the device; done on the stream's thread, the
-    socket would sit idle meanwhile, so those writes run on a thread of their own (the
-    download then moves at the slower of network and disk, not at their sum).  Through the
-    page cache a write is a memory copy and runs inline.  A failed write stops the
-    writing: later buffers go back to the pool unwritten (``seg.pos`` never passes a gap),
-    and :meth:`submit` and :meth:`finish` raise the error.
+    socket would sit idle meanwhile, so those writes run on a thread of their own, which
+    joins contiguous queued buffers into one vectored write (the download then moves at
+    the slowest of network, disk and sha256, not at their sum).  Through the page cache a
+    write is a memory copy and runs inline.  A failed write stops the writing: later
+    buffers are released unwritten (``seg.pos`` never passes a gap), and :meth:`submit`
+    and :meth:`finish` raise the error.
     """
 
     def __init__(self, writer: PartWriter, seg: Segment, pool: _BufferPool, hasher: _Hasher | None,
@@ -360,7 +380,7 @@ class _WriteBehind:
         self.hasher = hasher
         self.done = done
         self.error: BaseException | None = None
-        self._q: queue.SimpleQueue[tuple[memoryview, int, int] | None] | None = None
+        self._q: queue.SimpleQueue[_Write | None] | None = None
         self._thread: threading.Thread | None = None
         if writer.direct:
             self._q = queue.SimpleQueue()
@@ -388,10 +408,14 @@ class _WriteBehind:
         if self.error is not None:
             self.pool.give(buf)
             raise self.error
+        release = _release_after_two(lambda: self.pool.give(buf))
+        if self.hasher is None or not self.hasher.offer(pos, buf[:k], release):
+            release()  # no hash of these bytes from memory (a read-back covers them)
+        item = _Write(buf[:k], pos, release)
         if self._q is not None:
-            self._q.put((buf, pos, k))
+            self._q.put(item)
         else:
-            self._write(buf, pos, k)
+            self._write([item])
 
     def finish(self) -> None:
         """Wait for the queued writes; raise the error of a failed one."""
@@ -401,34 +425,57 @@ class _WriteBehind:
         if self.error is not None:
             raise self.error
 
-    def _write(self, buf: memoryview, pos: int, k: int) -> None:
+    def _write(self, batch: list[_Write]) -> None:
         try:
-            self.writer.write(buf[:k], pos)
+            self.writer.write_many([w.data for w in batch], batch[0].pos)
         except BaseException as exc:
             self.error = exc
-            self.pool.give(buf)
+            for w in batch:
+                w.release()
             raise
-        self.seg.pos = pos + k
-        hasher = self.hasher
-        if hasher is None or not hasher.offer(pos, buf[:k], lambda: self.pool.give(buf)):
-            self.pool.give(buf)
-        self.done(k)
+        for w in batch:
+            self.seg.pos = w.pos + len(w.data)
+            w.release()
+            self.done(len(w.data))
 
     def _run(self) -> None:
+        """Write what is queued, several contiguous buffers at a time."""
         assert self._q is not None
+        held: list[_Write | None] = []  # taken from the queue, not yet written
         while True:
-            item = self._q.get()
+            item = held.pop() if held else self._q.get()
             if item is None:
                 return
-            buf, pos, k = item
+            batch = [item]
+            size = len(item.data)
+            while size < WRITE_BATCH:
+                try:
+                    nxt = self._q.get_nowait()
+                except queue.Empty:
+                    break
+                if nxt is None or nxt.pos != batch[-1].pos + len(batch[-1].data):
+                    held.append(nxt)  # the end, or not contiguous: the next round
+                    break
+                batch.append(nxt)
+                size += len(nxt.data)
             if self.error is not None:
-                self.pool.give(buf)
+                for w in batch:
+                    w.release()
                 continue
             try:
-                self._write(buf, pos, k)
+                self._write(batch)
             except BaseException as exc:  # noqa: BLE001 - raised by submit() and finish()
                 if self.error is None:
                     self.error = exc
+
+
+@dataclass
+class _Write:
+    """One buffer's bytes queued for writing at ``pos``; ``release`` once written (or dropped)."""
+
+    data: memoryview
+    pos: int
+    release: Callable[[], None]
 
 
 class _SplitWatch:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 from pathlib import Path
 
@@ -29,18 +30,27 @@ def _direct_works(folder: Path) -> bool:
 
 
 class WriteLog:
-    """Records each pwrite of writer.py as (direct?, offset, length)."""
+    """Records every pwrite/pwritev as (through O_DIRECT?, offset, bytes written)."""
 
     def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
         self.writes: list[tuple[bool, int, int]] = []
-        real = writer._pwrite_all
+        real_pwrite, real_pwritev = os.pwrite, os.pwritev
 
-        def spy(fd: int, data: memoryview, offset: int, stop_unaligned: bool = False) -> int:
-            n = real(fd, data, offset, stop_unaligned)
-            self.writes.append((stop_unaligned, offset, n))
+        def direct(fd: int) -> bool:
+            return bool(fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_DIRECT)
+
+        def pwrite(fd, data, offset):
+            n = real_pwrite(fd, data, offset)
+            self.writes.append((direct(fd), offset, n))
             return n
 
-        monkeypatch.setattr(writer, "_pwrite_all", spy)
+        def pwritev(fd, buffers, offset):
+            n = real_pwritev(fd, buffers, offset)
+            self.writes.append((direct(fd), offset, n))
+            return n
+
+        monkeypatch.setattr(writer.os, "pwrite", pwrite)
+        monkeypatch.setattr(writer.os, "pwritev", pwritev)
 
     def bytes(self, direct: bool) -> int:
         return sum(n for d, _, n in self.writes if d == direct)
@@ -133,3 +143,37 @@ def test_disk_full_is_a_clear_error_and_leaves_no_partial(server, make_queue, tm
     assert job.status == DownloadJobStatus.ERROR
     assert "No space left on device" in str(job.error)
     assert listing(tmp_path) == []
+
+
+def test_contiguous_buffers_go_out_as_one_vectored_write(tmp_path, monkeypatch):
+    if not _direct_works(tmp_path):
+        pytest.skip("the temp filesystem refuses O_DIRECT")
+    log = WriteLog(monkeypatch)
+    w = PartWriter(tmp_path / "v.part", truncate=True, direct=True)
+    os.ftruncate(w.fd, 2 * 2**20 + 100)
+    views = [aligned_buffer(2**20), aligned_buffer(2**20), aligned_buffer(ALIGN)]
+    for i, v in enumerate(views):
+        v[:] = DATA[i * 2**20:i * 2**20 + len(v)]
+    w.write_many([views[0], views[1], views[2][:100]], 0)  # a partial block ends it
+    w.datasync()
+    w.close()
+    assert (tmp_path / "v.part").read_bytes() == DATA[:2 * 2**20 + 100]
+    assert log.writes[0] == (True, 0, 2 * 2**20), "the two whole buffers in one direct call"
+    assert log.writes[1:] == [(False, 2 * 2**20, 100)], "the partial block through the page cache"
+
+
+def test_a_short_vectored_write_is_finished_piecewise(tmp_path, monkeypatch):
+    if not _direct_works(tmp_path):
+        pytest.skip("the temp filesystem refuses O_DIRECT")
+    real_pwrite = os.pwrite
+
+    def short_pwritev(fd, buffers, offset):  # the kernel may stop early (a signal, a full quota)
+        return real_pwrite(fd, buffers[0][:ALIGN * 3], offset)
+
+    monkeypatch.setattr(writer.os, "pwritev", short_pwritev)
+    w = PartWriter(tmp_path / "s.part", truncate=True, direct=True)
+    views = [aligned_buffer(4 * ALIGN), aligned_buffer(4 * ALIGN)]
+    views[0][:], views[1][:] = DATA[:4 * ALIGN], DATA[4 * ALIGN:8 * ALIGN]
+    w.write_many(views, 0)
+    w.close()
+    assert (tmp_path / "s.part").read_bytes() == DATA[:8 * ALIGN]
