@@ -81,8 +81,10 @@ BUFFERS_PER_CONNECTION = 16
 # A partly filled buffer is written after this long, so a slow link still shows smooth
 # progress and a kill loses little; a fast one fills its 1 MiB buffers long before.
 FLUSH_EVERY_SECONDS = 0.2
-# The write-behind thread joins up to this many queued bytes into one vectored write.
+# A write-behind thread joins up to this many queued bytes into one vectored write; with
+# O_DIRECT, WRITERS threads per stream keep that many writes in flight.
 WRITE_BATCH = 8 * 2**20
+WRITERS = 2
 # Adaptive segmentation (see FileDownload): a file of at least ADAPTIVE_MIN_SIZE starts on
 # one connection; after SPLIT_AFTER seconds of body bytes, a rate under SPLIT_BELOW splits
 # the rest over the other connections.  One loopback/LAN stream beats eight (no contention
@@ -364,12 +366,14 @@ class _WriteBehind:
     The hash thread reads a buffer while it is being written, and the buffer goes back to
     the pool when both are done: its turn-around is the slower of the two, not their sum.
     With ``O_DIRECT`` a write waits for the device; done on the stream's thread, the
-    socket would sit idle meanwhile, so those writes run on a thread of their own, which
-    joins contiguous queued buffers into one vectored write (the download then moves at
-    the slowest of network, disk and sha256, not at their sum).  Through the page cache a
-    write is a memory copy and runs inline.  A failed write stops the writing: later
-    buffers are released unwritten (``seg.pos`` never passes a gap), and :meth:`submit`
-    and :meth:`finish` raise the error.
+    socket would sit idle meanwhile, so those writes run on :data:`WRITERS` threads of
+    their own (two requests in flight keep a disk busier than one), each taking the next
+    run of contiguous queued buffers as one vectored write; the download then moves at
+    the slowest of network, disk and sha256, not at their sum.  Batches are numbered as
+    they are taken and counted in that order, so ``seg.pos`` only covers bytes with none
+    missing before them.  Through the page cache a write is a memory copy and runs
+    inline.  A failed write stops the writing: later buffers are released unwritten, and
+    :meth:`submit` and :meth:`finish` raise the error.
     """
 
     def __init__(self, writer: PartWriter, seg: Segment, pool: _BufferPool, hasher: _Hasher | None,
@@ -381,11 +385,19 @@ class _WriteBehind:
         self.done = done
         self.error: BaseException | None = None
         self._q: queue.SimpleQueue[_Write | None] | None = None
-        self._thread: threading.Thread | None = None
+        self._threads: list[threading.Thread] = []
+        self._take = threading.Lock()  # one writer at a time takes a batch: numbers follow the file
+        self._held: list[_Write | None] = []  # taken from the queue, not in a batch yet
+        self._taken = 0  # batches numbered so far
+        self._count = threading.Lock()
+        self._landed: dict[int, list[_Write]] = {}  # written, waiting for an earlier batch
+        self._counted = 0  # the next batch number to count
         if writer.direct:
             self._q = queue.SimpleQueue()
-            self._thread = threading.Thread(target=self._run, daemon=True, name="dl-write")
-            self._thread.start()
+            self._threads = [threading.Thread(target=self._run, daemon=True, name=f"dl-write-{i}")
+                             for i in range(WRITERS)]
+            for t in self._threads:
+                t.start()
 
     def hand_over(self, buf: memoryview, pos: int, k: int, fill: int) -> tuple[memoryview, int]:
         """Submit ``buf[:k]`` (at file offset ``pos``); the ``fill - k`` bytes after it move
@@ -419,9 +431,11 @@ class _WriteBehind:
 
     def finish(self) -> None:
         """Wait for the queued writes; raise the error of a failed one."""
-        if self._q is not None and self._thread is not None:
-            self._q.put(None)
-            self._thread.join()
+        if self._q is not None:
+            for _ in self._threads:
+                self._q.put(None)
+            for t in self._threads:
+                t.join()
         if self.error is not None:
             raise self.error
 
@@ -439,13 +453,27 @@ class _WriteBehind:
             self.done(len(w.data))
 
     def _run(self) -> None:
-        """Write what is queued, several contiguous buffers at a time."""
-        assert self._q is not None
-        held: list[_Write | None] = []  # taken from the queue, not yet written
+        """A writer thread: take the next batch, write it, count it (in batch order)."""
         while True:
-            item = held.pop() if held else self._q.get()
-            if item is None:
+            taken = self._next_batch()
+            if taken is None:
                 return
+            number, batch = taken
+            if self.error is None:
+                try:
+                    self.writer.write_many([w.data for w in batch], batch[0].pos)
+                except BaseException as exc:  # noqa: BLE001 - raised by submit() and finish()
+                    if self.error is None:
+                        self.error = exc
+            self._land(number, batch)
+
+    def _next_batch(self) -> tuple[int, list[_Write]] | None:
+        """The next run of contiguous queued buffers (up to WRITE_BATCH bytes), numbered."""
+        assert self._q is not None
+        with self._take:
+            item = self._held.pop() if self._held else self._q.get()
+            if item is None:
+                return None
             batch = [item]
             size = len(item.data)
             while size < WRITE_BATCH:
@@ -454,19 +482,25 @@ class _WriteBehind:
                 except queue.Empty:
                     break
                 if nxt is None or nxt.pos != batch[-1].pos + len(batch[-1].data):
-                    held.append(nxt)  # the end, or not contiguous: the next round
+                    self._held.append(nxt)  # an end, or not contiguous: the next batch
                     break
                 batch.append(nxt)
                 size += len(nxt.data)
-            if self.error is not None:
-                for w in batch:
+            number = self._taken
+            self._taken += 1
+            return number, batch
+
+    def _land(self, number: int, batch: list[_Write]) -> None:
+        """Count written batches in number order; after an error, only release buffers."""
+        with self._count:
+            self._landed[number] = batch
+            while self._counted in self._landed:
+                for w in self._landed.pop(self._counted):
+                    if self.error is None:
+                        self.seg.pos = w.pos + len(w.data)
+                        self.done(len(w.data))
                     w.release()
-                continue
-            try:
-                self._write(batch)
-            except BaseException as exc:  # noqa: BLE001 - raised by submit() and finish()
-                if self.error is None:
-                    self.error = exc
+                self._counted += 1
 
 
 @dataclass
