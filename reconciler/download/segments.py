@@ -24,9 +24,9 @@ block through the page cache.  Without ``O_DIRECT`` every ``recv`` is written at
 
 sha256 is computed as bytes arrive, on a helper thread fed in file order through a small
 bounded queue (hashlib releases the GIL, so it overlaps recv/write on another core): the
-segment that holds the contiguous frontier hands over its buffers; bytes that other
-segments wrote ahead of the frontier are read back from the page cache by the same thread
-while the download is still running (and, after a resume, the bytes from the previous run
+segment that holds the contiguous frontier hands over each buffer as it goes to be
+written; bytes that other segments wrote ahead of the frontier are read back from the
+file by the same thread while the download is still running (and, after a resume, the bytes from the previous run
 are read once: hashlib state cannot be saved).  A single-stream download hashes everything from memory.
 """
 
@@ -225,7 +225,7 @@ def _strong_etag(etag: str | None) -> str | None:
 class _Hasher:
     """sha256 of the contiguous prefix, computed on a helper thread (see module doc).
 
-    Streams :meth:`offer` the buffer they just wrote; a buffer is queued only when it
+    Streams :meth:`offer` each buffer they hand to be written; a buffer is queued only when it
     starts exactly where the queued bytes end (the segment holding the frontier), else it
     is declined and the bytes are read back later.  :meth:`catch_up` queues read-backs of
     bytes already on disk.  One consumer thread hashes the queue in order, so hashing
@@ -553,7 +553,7 @@ class _BufferPool:
         self.size = -(-size // ALIGN) * ALIGN  # whole blocks: a full buffer is written directly
         self._free: queue.SimpleQueue[memoryview] = queue.SimpleQueue()
         for _ in range(count):
-            self._free.put(aligned_buffer(size))
+            self._free.put(aligned_buffer(self.size))
 
     def take(self, halt: threading.Event | None = None) -> memoryview:
         """A free buffer; waits for one (giving up with Interrupted once ``halt`` is set)."""

@@ -76,26 +76,30 @@ class PartWriter:
                 self._dfd = os.open(path, os.O_WRONLY | os.O_DIRECT)
             except OSError as exc:  # EINVAL: the filesystem has no O_DIRECT
                 log.debug("%s: no O_DIRECT here (%s); writing through the page cache", path, exc)
+        # Cleared when a direct write is refused.  The descriptor itself stays open until
+        # close(): another thread may be writing through it, and a closed number can be
+        # reused at once by the next open (the sidecar's), which it would then write into.
+        self._use_direct = self._dfd is not None
         self._dirty_from: dict[int, int] = {}  # page-cache path: per stream start, first unflushed offset
 
     @property
     def direct(self) -> bool:
         """Whether aligned writes currently go around the page cache."""
-        return self._dfd is not None
+        return self._use_direct
 
     def write(self, data: memoryview, offset: int) -> None:
         """Write all of ``data`` at ``offset``: its whole blocks around the page cache when
         ``offset`` (and, by the caller's construction, the buffer) is aligned, the rest
         through it."""
         whole = len(data) - len(data) % ALIGN
-        if self._dfd is not None and not offset % ALIGN and whole:
+        if self._use_direct and self._dfd is not None and not offset % ALIGN and whole:
             try:
                 done = _pwrite_all(self._dfd, data[:whole], offset, stop_unaligned=True)
             except OSError as exc:
                 if exc.errno != errno.EINVAL:
                     raise
                 log.debug("%s: O_DIRECT write refused (%s); writing through the page cache", self.path, exc)
-                self._close_direct()
+                self._use_direct = False
                 done = 0
             if done == len(data):
                 return
@@ -111,14 +115,14 @@ class PartWriter:
         while lead < len(views) and not len(views[lead]) % ALIGN:
             lead += 1
         done = 0
-        if lead > 1 and self._dfd is not None and hasattr(os, "pwritev") and not offset % ALIGN:
+        if lead > 1 and self._use_direct and self._dfd is not None and hasattr(os, "pwritev") and not offset % ALIGN:
             try:
                 done = os.pwritev(self._dfd, views[:lead], offset)
             except OSError as exc:
                 if exc.errno != errno.EINVAL:
                     raise
                 log.debug("%s: O_DIRECT write refused (%s); writing through the page cache", self.path, exc)
-                self._close_direct()
+                self._use_direct = False
         pos = offset
         for view in views:  # whatever the vectored write did not cover
             skip = min(len(view), max(0, offset + done - pos))
@@ -131,13 +135,12 @@ class PartWriter:
         getattr(os, "fdatasync", os.fsync)(self.fd)
 
     def close(self) -> None:
-        self._close_direct()
-        os.close(self.fd)
-
-    def _close_direct(self) -> None:
+        """Close both descriptors (after every writer is done)."""
+        self._use_direct = False
         if self._dfd is not None:
             dfd, self._dfd = self._dfd, None
             os.close(dfd)
+        os.close(self.fd)
 
     def _note_buffered(self, offset: int, n: int) -> None:
         """Start writeback of buffered bytes every :data:`WRITEBACK_EVERY` of a run of them."""
