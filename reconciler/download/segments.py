@@ -426,8 +426,12 @@ class _WriteBehind:
         item = _Write(buf[:k], pos, release)
         if self._q is not None:
             self._q.put(item)
-        else:
-            self._write([item])
+            return
+        number = self._taken  # inline: one thread, batches of one
+        self._taken += 1
+        self._write_and_land(number, [item])
+        if self.error is not None:
+            raise self.error
 
     def finish(self) -> None:
         """Wait for the queued writes; raise the error of a failed one."""
@@ -439,33 +443,23 @@ class _WriteBehind:
         if self.error is not None:
             raise self.error
 
-    def _write(self, batch: list[_Write]) -> None:
-        try:
-            self.writer.write_many([w.data for w in batch], batch[0].pos)
-        except BaseException as exc:
-            self.error = exc
-            for w in batch:
-                w.release()
-            raise
-        for w in batch:
-            self.seg.pos = w.pos + len(w.data)
-            w.release()
-            self.done(len(w.data))
-
     def _run(self) -> None:
         """A writer thread: take the next batch, write it, count it (in batch order)."""
         while True:
             taken = self._next_batch()
             if taken is None:
                 return
-            number, batch = taken
-            if self.error is None:
-                try:
-                    self.writer.write_many([w.data for w in batch], batch[0].pos)
-                except BaseException as exc:  # noqa: BLE001 - raised by submit() and finish()
-                    if self.error is None:
-                        self.error = exc
-            self._land(number, batch)
+            self._write_and_land(*taken)
+
+    def _write_and_land(self, number: int, batch: list[_Write]) -> None:
+        """Write ``batch`` unless an earlier write failed (keeping the first error), then land it."""
+        if self.error is None:
+            try:
+                self.writer.write_many([w.data for w in batch], batch[0].pos)
+            except BaseException as exc:  # noqa: BLE001 - raised by submit() and finish()
+                if self.error is None:
+                    self.error = exc
+        self._land(number, batch)
 
     def _next_batch(self) -> tuple[int, list[_Write]] | None:
         """The next run of contiguous queued buffers (up to WRITE_BATCH bytes), numbered."""

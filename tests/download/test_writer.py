@@ -5,11 +5,12 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import threading
 from pathlib import Path
 
 import pytest
 
-from reconciler.download import DownloadJobStatus, writer
+from reconciler.download import DownloadJobStatus, segments, writer
 from reconciler.download.writer import ALIGN, PartWriter, aligned_buffer
 
 from .conftest import blob, listing, sha
@@ -177,3 +178,46 @@ def test_a_short_vectored_write_is_finished_piecewise(tmp_path, monkeypatch):
     w.write_many(views, 0)
     w.close()
     assert (tmp_path / "s.part").read_bytes() == DATA[:8 * ALIGN]
+
+
+@pytest.mark.parametrize("first_fails", [False, True])
+def test_written_bytes_count_in_file_order_across_writer_threads(tmp_path, monkeypatch, first_fails):
+    """Two writer threads: the batch at offset 0 lands last (and may fail); the resume state
+    (seg.pos) and the progress never claim bytes after a gap."""
+    if not _direct_works(tmp_path):
+        pytest.skip("writer threads run only with O_DIRECT")
+    monkeypatch.setattr(segments, "WRITE_BATCH", 1)  # one buffer per batch: two batches in flight
+    w = PartWriter(tmp_path / "o.part", truncate=True, direct=True)
+    os.ftruncate(w.fd, 4 * 2**20)
+    real = w.write_many
+    second_done = threading.Event()
+
+    def slow_first(views, offset):
+        if offset == 0:
+            assert second_done.wait(5), "the other writer never wrote"
+            if first_fails:
+                raise OSError(errno.EIO, "Input/output error")
+        real(views, offset)
+        if offset == 2**20:
+            second_done.set()
+
+    monkeypatch.setattr(w, "write_many", slow_first)
+    seg = segments.Segment(0, 4 * 2**20, 0)
+    data = blob(4 * 2**20, seed=7)
+    pool = segments._BufferPool(2**20, 8)
+    counted: list[tuple[int, int]] = []
+    wb = segments._WriteBehind(w, seg, pool, None, lambda n: counted.append((seg.pos, n)))
+    for i in range(4):
+        buf = pool.take()
+        buf[:] = data[i * 2**20:(i + 1) * 2**20]
+        wb.submit(buf, i * 2**20, 2**20)
+    if first_fails:
+        with pytest.raises(OSError, match="Input/output"):
+            wb.finish()
+        assert seg.pos == 0 and counted == [], "bytes after the failed block are never claimed"
+    else:
+        wb.finish()
+        assert [end for end, _ in counted] == [2**20, 2 * 2**20, 3 * 2**20, 4 * 2**20]
+        assert (tmp_path / "o.part").read_bytes() == data
+    assert len([pool.take() for _ in range(8)]) == 8, "every buffer went back to the pool"
+    w.close()
