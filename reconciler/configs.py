@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Mapping
 from typing import Annotated, Any, Literal, Optional, Union
 
 from pydantic import (
@@ -31,6 +32,19 @@ from reconciler.taxonomy import (
     ModelVariantType,
     SchedulerPredictionType,
 )
+
+#: The seed document's field names and the fields they stand for.
+SEED_FIELD_ALIASES: dict[str, str] = {"model_type": "type", "base_model": "base", "model_format": "format"}
+
+
+def canonical_field_names(data: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of ``data`` with the seed's field names (``base_model``...) renamed to ours.
+
+    Needed wherever a caller's overrides are merged into other values (a sparse update, the
+    prober's fields): ``{"base_model": "sd-2"}`` merged beside a probed ``base`` would
+    otherwise leave both keys, and validation would refuse the extra one.
+    """
+    return {SEED_FIELD_ALIASES.get(k, k): v for k, v in data.items()}
 
 
 def new_model_key() -> str:
@@ -70,6 +84,22 @@ class ModelConfigBase(BaseModel):
     )
     source_revision: Optional[str] = Field(default=None, description="Resolved revision (commit sha, ETag, version)")
 
+    # --- the seed's field names, for reading (they are accepted as aliases on input) ---
+    @property
+    def model_type(self) -> ModelType:
+        """The seed's name for :attr:`type`."""
+        return self.type
+
+    @property
+    def model_format(self) -> ModelFormat:
+        """The seed's name for :attr:`format`."""
+        return self.format
+
+    @property
+    def base_model(self) -> BaseModelType:
+        """The seed's name for :attr:`base`."""
+        return self.base
+
 
 class CheckpointConfigBase(ModelConfigBase):
     """A single-file checkpoint."""
@@ -86,7 +116,7 @@ class DiffusersConfigBase(ModelConfigBase):
     format: Literal[ModelFormat.Diffusers] = Field(
         default=ModelFormat.Diffusers, validation_alias=AliasChoices("format", "model_format")
     )
-    repo_variant: Optional[ModelRepoVariant] = ModelRepoVariant.Default
+    repo_variant: Optional[ModelRepoVariant] = ModelRepoVariant.DEFAULT
 
 
 class MainConfigBase(ModelConfigBase):
@@ -118,7 +148,7 @@ class ONNXSD2Config(MainConfigBase):
     format: Literal[ModelFormat.ONNX] = Field(
         default=ModelFormat.ONNX, validation_alias=AliasChoices("format", "model_format")
     )
-    repo_variant: Optional[ModelRepoVariant] = ModelRepoVariant.Default
+    repo_variant: Optional[ModelRepoVariant] = ModelRepoVariant.DEFAULT
 
 
 class ONNXOliveConfig(ONNXSD2Config):
@@ -366,6 +396,8 @@ __all__ = [
     "AnyModelConfigValidator",
     "config_class_for",
     "config_discriminator",
+    "canonical_field_names",
     "new_model_key",
+    "SEED_FIELD_ALIASES",
     "validate_config",
 ]

@@ -73,12 +73,20 @@ class SubModelType(_StrEnum):
 
 
 class ModelRepoVariant(_StrEnum):
-    """Which weights of a repository to take (diffusers' `variant`)."""
+    """Which weights of a repository to take (diffusers' `variant`).
 
-    Default = "default"
+    The member names are the seed's (``ModelRepoVariant.FP16``, ``.OPENVINO``); the
+    mixed-case names (``Default``, ``OpenVINO``, ``Flax``) stay as aliases of the same
+    members.
+    """
+
+    DEFAULT = "default"
     FP16 = "fp16"
     FP32 = "fp32"
     ONNX = "onnx"
+    OPENVINO = "openvino"
+    FLAX = "flax"
+    Default = "default"
     OpenVINO = "openvino"
     Flax = "flax"
 

@@ -22,8 +22,15 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Optional
 
-from reconciler.configs import FileState, ModelConfigBase, new_model_key, validate_config
+from reconciler.configs import (
+    FileState,
+    ModelConfigBase,
+    canonical_field_names,
+    new_model_key,
+    validate_config,
+)
 from reconciler.errors import (
+    DuplicateModelException,
     InstallError,
     InvalidModelError,
     SourceNotFoundError,
@@ -33,7 +40,7 @@ from reconciler.errors import (
 from reconciler.events import EventBus
 from reconciler.install import remote
 from reconciler.install.copy import discard, move_into_place, prune_empty_parents, stage_copy, with_sha256
-from reconciler.install.jobs import InstallStatus, ModelInstallJob
+from reconciler.install.jobs import InstallStatus, ModelInstallJob, SourceJobMap
 from reconciler.install.paths import install_destination, is_inside, record_path, resolve_model_path
 from reconciler.probe.hashing import file_states, states_hash
 from reconciler.probe.probe import probe_model
@@ -86,10 +93,23 @@ class ModelInstallService:
         self._ids = itertools.count(1)
         self._executor: Optional[ThreadPoolExecutor] = None
         self._own_queue = False
+        self._install_lock = threading.RLock()
+        #: what the last :meth:`start` found on disk (None before it ran)
+        self.last_sync: Any = None
 
     # --- lifecycle ---------------------------------------------------------------------------
-    def start(self) -> None:
-        """Create the models dir and its state folders."""
+    def start(self, invoker: Any = None) -> None:
+        """The seed's start-up: make the state folders, then :meth:`sync_to_config`.
+
+        ``invoker`` is accepted for the seed's signature and not used.  The sync registers
+        model files found under models_dir and the autoimport dir and reports records whose
+        files are gone (in :attr:`last_sync`); it never deletes anything.
+        """
+        self.prepare()
+        self.last_sync = self.sync_to_config()
+
+    def prepare(self) -> None:
+        """Create the models dir's state folders (what every install needs; no scan)."""
         self.app_config.tmp_dir.mkdir(parents=True, exist_ok=True)
 
     def stop(self) -> None:
@@ -141,6 +161,10 @@ class ModelInstallService:
         executor.submit(self._run_job, job)
         return job
 
+    def install_model(self, source: ModelSource | str, config: Optional[Mapping[str, Any]] = None) -> ModelInstallJob:
+        """The seed example's name for :meth:`import_model`."""
+        return self.import_model(source, config)
+
     def list_jobs(self) -> list[ModelInstallJob]:
         with self._jobs_lock:
             return list(self._jobs.values())
@@ -156,19 +180,32 @@ class ModelInstallService:
         text = str(parse_source(source) if isinstance(source, str) else source)
         return [job for job in self.list_jobs() if str(job.source) == text]
 
-    def wait_for_job(self, job: ModelInstallJob, timeout: Optional[float] = None) -> ModelInstallJob:
-        """Block until ``job`` ends; TimeoutError after ``timeout`` seconds."""
-        if not job._done.wait(timeout):
+    def wait_for_job(self, job: ModelInstallJob, timeout: Optional[float] = 0) -> ModelInstallJob:
+        """Block until ``job`` ends and return it; TimeoutError after ``timeout`` seconds.
+
+        As in the seed, a timeout of 0 (the default) or None waits for as long as it takes.
+        """
+        if not job._done.wait(timeout or None):
             raise TimeoutError(f"install job {job.id} ({job.source}) did not finish within {timeout} s")
         return job
 
-    def wait_for_installs(self, timeout: Optional[float] = None) -> dict[str, ModelInstallJob]:
-        """Block until every job ends; returns source -> job. TimeoutError after ``timeout`` s."""
-        deadline = None if timeout is None else time.monotonic() + timeout
+    def wait_for_installs(self, timeout: Optional[float] = 0) -> SourceJobMap:
+        """Block until every job ends; returns source -> job (0 or None: no timeout).
+
+        The map is keyed by the source objects the jobs were started with (the seed's
+        ``source2job[source]``) and finds a job by its source string too.  TimeoutError
+        after ``timeout`` seconds.
+        """
+        deadline = time.monotonic() + timeout if timeout else None
         for job in self.list_jobs():
-            left = None if deadline is None else max(0.0, deadline - time.monotonic())
-            self.wait_for_job(job, left)
-        return {str(job.source): job for job in self.list_jobs()}
+            if deadline is None:
+                self.wait_for_job(job)
+            else:
+                left = deadline - time.monotonic()
+                if left <= 0 and not job.in_terminal_state:
+                    raise TimeoutError(f"install jobs did not finish within {timeout} s")
+                self.wait_for_job(job, max(left, 1e-6))
+        return SourceJobMap((job.source, job) for job in self.list_jobs())
 
     def cancel_job(self, job: ModelInstallJob) -> None:
         """Cancel a job that has not finished; its partial downloads are removed."""
@@ -217,10 +254,11 @@ class ModelInstallService:
         job.local_path = path
         job.total_bytes = _size(path) if path.exists() else 0
         if job.replace_key:
-            return self.reinstall_path(job.replace_key, path, job.config_in).key
+            self.record_store.get_model(job.replace_key)
+            return self._copy_in(path, job.config_in, replace_key=job.replace_key, emit=False).key
         if job.inplace:
             return self.register_path(path, job.config_in)
-        return self.install_path(path, job.config_in)
+        return self._copy_in(path, job.config_in, replace_key=None, emit=False).key
 
     def _install_remote_job(self, job: ModelInstallJob) -> str:
         return remote.install_remote_job(self, job)
@@ -273,9 +311,21 @@ class ModelInstallService:
             return self.download_queue
 
     def _check_destination_free(self, dest: Path, replace_key: Optional[str]) -> None:
-        """Refuse to overwrite files at ``dest`` that no record owns (they are the user's)."""
-        if replace_key is None and dest.exists() and not self.record_store.search_by_path(
-                record_path(self.models_dir, dest)):
+        """Refuse to put new files at ``dest`` unless they replace ``replace_key``'s own.
+
+        Files that no record owns are the user's (InstallError); files of another record
+        are that model (DuplicateModelException: installing the same model twice, or two
+        models whose name, base and type meet at one path).
+        """
+        if not (dest.exists() or dest.is_symlink()):
+            return
+        owners = [c for c in self.record_store.search_by_path(record_path(self.models_dir, dest))
+                  if c.key != replace_key]
+        if owners:
+            raise DuplicateModelException(
+                f"{dest} is already installed as model {owners[0].key} ({owners[0].name!r}); "
+                "delete it or install under another name")
+        if replace_key is None:
             raise InstallError(f"{dest} already exists and no record owns it; refusing to overwrite it")
 
     def _install_staged(self, model_path: Path, config: Mapping[str, Any], digests: Mapping[str, str],
@@ -296,6 +346,12 @@ class ModelInstallService:
                 raise type(exc)(str(exc).replace(str(model_path), shown_as)) from exc
         new_key = str(data.pop("key", None) or new_model_key())
         dest = install_destination(self.models_dir, data["base"], data["type"], data["name"], model_path)
+        with self._install_lock:  # the seed's single serialized install step: check, move, record
+            return self._move_and_record(model_path, dest, data, digests, new_key, replace_key)
+
+    def _move_and_record(self, model_path: Path, dest: Path, data: dict[str, Any], digests: Mapping[str, str],
+                         new_key: str, replace_key: Optional[str]) -> str:
+        """Rename the staged files to ``dest`` and write the record; on failure put both back."""
         old = self.record_store.get_model(replace_key) if replace_key else None
         self._check_destination_free(dest, replace_key)
         displaced = move_into_place(model_path, dest, self.app_config.tmp_dir)
@@ -317,7 +373,8 @@ class ModelInstallService:
                     discard(old_path)
                     prune_empty_parents(old_path, self.models_dir)
         except BaseException:
-            if displaced is not None and not dest.exists():
+            os.replace(dest, model_path)  # the new files go back to staging, which the caller clears
+            if displaced is not None:
                 os.replace(displaced, dest)
                 displaced = None
             raise
@@ -335,7 +392,7 @@ class ModelInstallService:
 
         Returns the merged config dict (without key/path) and the prober's notes.
         """
-        config = dict(config or {})
+        config = canonical_field_names(config or {})
         overrides = {k: config[k] for k in PROBED_KEYS if config.get(k) is not None}
         result = probe_model(model_path, overrides)
         merged = {**result.fields, **{k: v for k, v in config.items() if v is not None}}
@@ -368,15 +425,20 @@ class ModelInstallService:
         return self._copy_in(model_path, config, replace_key=key)
 
     def _copy_in(self, model_path: Path | str, config: Optional[Mapping[str, Any]],
-                 replace_key: Optional[str]) -> ModelConfigBase:
-        """Stage a copy of a local model under tmp/, then install it like a download."""
+                 replace_key: Optional[str], emit: bool = True) -> ModelConfigBase:
+        """Stage a copy of a local model under tmp/, then install it like a download.
+
+        ``emit``: report ``model_install_running`` / ``_completed`` here (a direct call);
+        an install job reports them itself, once.
+        """
         model_path = self._existing(model_path)
         data, _ = self.probe(model_path, config)  # refuse a non-model before copying a byte
         data.setdefault("source", str(model_path.absolute()))
         data.setdefault("source_fingerprint", local_fingerprint(model_path))
         dest = install_destination(self.models_dir, data["base"], data["type"], data["name"], model_path)
         self._check_destination_free(dest, replace_key)
-        self._emit("model_install_running", source=str(model_path), local_path=str(dest))
+        if emit:
+            self._emit("model_install_running", source=str(model_path), local_path=str(dest))
         staged, digests = stage_copy(model_path, self.app_config.tmp_dir)
         try:
             key = self._install_staged(staged, data, digests, replace_key, probed=True)
@@ -384,7 +446,8 @@ class ModelInstallService:
             discard(staged)  # gone already when the install moved it into place
         record = self.record_store.get_model(key)
         dest = resolve_model_path(self.models_dir, record)
-        self._emit("model_install_completed", source=str(model_path), key=key, total_bytes=_size(dest))
+        if emit:
+            self._emit("model_install_completed", source=str(model_path), key=key, total_bytes=_size(dest))
         return record
 
     def adopt_path(

@@ -394,12 +394,12 @@ def repo_variant(folder: Path) -> ModelRepoVariant:
         if ".fp16" in p.suffixes:
             return ModelRepoVariant.FP16
         if "openvino_model" in p.name:
-            return ModelRepoVariant.OpenVINO
+            return ModelRepoVariant.OPENVINO
         if "flax_model" in p.name:
-            return ModelRepoVariant.Flax
+            return ModelRepoVariant.FLAX
         if p.suffix == ".onnx":
             return ModelRepoVariant.ONNX
-    return ModelRepoVariant.Default
+    return ModelRepoVariant.DEFAULT
 
 
 def classify_folder(folder: Path, read_checkpoint: Any) -> Detection:

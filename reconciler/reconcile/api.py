@@ -82,7 +82,7 @@ def apply(
         with open_services(settings, create=True) as services:
             for handler in event_handlers:
                 services.installer.event_bus.subscribe(handler)
-            services.installer.start()
+            services.installer.prepare()
             if saved_plan is not None:
                 the_plan = saved_plan
                 if the_plan.store_lineage == "":  # planned before the store existed

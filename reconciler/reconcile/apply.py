@@ -239,7 +239,7 @@ def apply_plan(
             action.key = job.config_out.key
             action.result = "replaced" if action.action is ActionKind.replace else "created"
         else:
-            action.result = f"error: {job.error or job.status}"
+            action.result = f"error: {job.error_message or job.status}"
         if on_action is not None:
             on_action(action)
     for action in deletions:

@@ -15,13 +15,11 @@ from reconciler.configs import (
     AnyModelConfigValidator,
     FileState,
     ModelConfigBase,
+    canonical_field_names,
     config_class_for,
     validate_config,
 )
 from reconciler.errors import InvalidModelConfigException
-
-# The seed's field names, accepted as aliases on input (configs.py does the same).
-_ALIASES = {"model_type": "type", "base_model": "base", "model_format": "format"}
 
 
 def enum_str(value: Any) -> str | None:
@@ -31,21 +29,12 @@ def enum_str(value: Any) -> str | None:
     return str(value.value if hasattr(value, "value") else value)
 
 
-def normalise_aliases(data: dict[str, Any]) -> dict[str, Any]:
-    """A copy of ``data`` with the seed's alias names renamed to field names.
-
-    Needed before merging a sparse update: ``{"model_type": "vae"}`` merged into a record
-    holding ``type`` would otherwise leave both, and pydantic would pick the old ``type``.
-    """
-    return {_ALIASES.get(k, k): v for k, v in data.items()}
-
-
 def config_for_add(key: str, config: ModelConfigBase | dict[str, Any]) -> ModelConfigBase:
     """Validate ``config`` into its config class with ``key`` as its key."""
     if isinstance(config, ModelConfigBase):
         data = config.model_dump()
     elif isinstance(config, dict):
-        data = normalise_aliases(config)
+        data = canonical_field_names(config)
     else:
         raise InvalidModelConfigException(f"a model config must be a dict or a config object, not {type(config)}")
     data["key"] = key
@@ -66,7 +55,7 @@ def config_for_update(
         return config_for_add(key, config)
     if not isinstance(config, dict):
         raise InvalidModelConfigException(f"a model config must be a dict or a config object, not {type(config)}")
-    updates = normalise_aliases(config)
+    updates = canonical_field_names(config)
     if updates.get("key", key) != key:
         raise InvalidModelConfigException(f"update_model cannot change a record's key ({key} -> {updates['key']})")
     merged = {**existing, **updates, "key": key}
@@ -115,7 +104,6 @@ __all__ = [
     "config_for_update",
     "decode_record",
     "enum_str",
-    "normalise_aliases",
     "tag_list",
     "to_record",
 ]

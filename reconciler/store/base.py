@@ -9,6 +9,8 @@ store it was made against is still the same store in the same state.
 
 from __future__ import annotations
 
+import sqlite3
+import threading
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -54,6 +56,27 @@ class ModelRecordServiceBase(ABC):
             f"{path}: unknown record store extension {suffix or '(none)'!r}; "
             f"use one of {', '.join(sorted(SQL_SUFFIXES | YAML_SUFFIXES))}"
         )
+
+    @classmethod
+    def open(
+        cls,
+        config: Any,
+        conn: Optional[sqlite3.Connection] = None,
+        lock: Optional[threading.Lock] = None,
+    ) -> ModelRecordServiceBase:
+        """The seed's start-up form: the store that ``config`` (an AppSettings) names.
+
+        With ``conn`` and ``lock`` (an application's own open SQLite database, as the seed
+        passes them) the records live in that database; otherwise the store file is
+        ``config.db_path`` (``--db`` / ``RECONCILER_DB``, by default
+        ``<models_dir>/.reconciler/records.db``), opened by :meth:`from_db_file`: ``.db``
+        for SQLite, ``.yaml`` for the file store.
+        """
+        from reconciler.store.sql import ModelRecordServiceSQL
+
+        if conn is not None:
+            return ModelRecordServiceSQL.from_connection(conn, lock or threading.Lock())
+        return ModelRecordServiceBase.from_db_file(Path(config.db_path))
 
     # --- records ------------------------------------------------------------------------
 
@@ -122,23 +145,34 @@ class ModelRecordServiceBase(ABC):
     def search_by_tag(self, tags: Iterable[str]) -> list[AnyModelConfig]:
         """Records having ALL of ``tags`` (no tags = all records)."""
 
+    def get_model_by_attr(
+        self,
+        name: Optional[str] = None,
+        base: Optional[BaseModelType | str] = None,
+        type: Optional[ModelType | str] = None,  # noqa: A002 - the seed's parameter name
+        format: Optional[ModelFormat | str] = None,  # noqa: A002
+    ) -> list[AnyModelConfig]:
+        """Records matching every attribute given (the seed's ``mm.store.get_model_by_attr``)."""
+        return self.search_by_attr(model_name=name, base_model=base, model_type=type, model_format=format)
+
     def model_info_by_name(
         self,
         name: str,
-        base: BaseModelType | str,
-        type: ModelType | str,  # noqa: A002 - the seed's parameter name
+        base_model: BaseModelType | str,
+        model_type: ModelType | str,
     ) -> AnyModelConfig:
-        """The one record with this name, base and type.
+        """The one record with this name, base and type (the seed's argument names).
 
         UnknownModelException if none; DuplicateModelException if several (then use
         :meth:`search_by_name` and pick by key).
         """
-        found = self.search_by_attr(model_name=name, base_model=base, model_type=type)
+        found = self.search_by_attr(model_name=name, base_model=base_model, model_type=model_type)
         if not found:
-            raise UnknownModelException(f"no model named {name!r} with base {base} and type {type}")
+            raise UnknownModelException(f"no model named {name!r} with base {base_model} and type {model_type}")
         if len(found) > 1:
             keys = ", ".join(c.key for c in found)
-            raise DuplicateModelException(f"{len(found)} models named {name!r} with base {base} and type {type}: {keys}")
+            raise DuplicateModelException(
+                f"{len(found)} models named {name!r} with base {base_model} and type {model_type}: {keys}")
         return found[0]
 
     # --- store identity -----------------------------------------------------------------

@@ -63,7 +63,16 @@ def _is_busy(exc: sqlite3.Error) -> bool:
 class ModelRecordServiceSQL(ModelRecordServiceBase):
     """Model records in a SQLite database."""
 
-    def __init__(self, db_path: Path | str) -> None:
+    def __init__(self, db_path: Path | str | sqlite3.Connection, logger: Any = None) -> None:
+        """Open (creating if missing) the database file ``db_path``.
+
+        The seed's ``ModelRecordServiceSQL(db, logger)`` form works too: ``db`` may be an
+        open ``sqlite3.Connection`` (as :meth:`from_connection`, with a lock of its own),
+        and ``logger`` is accepted and unused (this package logs through ``logging``).
+        """
+        if isinstance(db_path, sqlite3.Connection):
+            self._setup(db_path, threading.Lock(), where="<sqlite connection>", strict=False, owns=False)
+            return
         path = Path(db_path)
         check_sqlite_file(path)
         path.parent.mkdir(parents=True, exist_ok=True)

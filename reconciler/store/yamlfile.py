@@ -27,7 +27,7 @@ from typing import Any, Optional, TypeVar
 
 from filelock import FileLock, Timeout
 
-from reconciler.configs import AnyModelConfig, FileState, ModelConfigBase
+from reconciler.configs import AnyModelConfig, FileState, ModelConfigBase, canonical_field_names
 from reconciler.errors import (
     DuplicateModelException,
     StoreFormatError,
@@ -41,7 +41,6 @@ from reconciler.store._records import (
     config_for_update,
     decode_record,
     enum_str,
-    normalise_aliases,
     tag_list,
     to_record,
 )
@@ -99,7 +98,7 @@ def _parse(raw: bytes, where: Path) -> _State:
     for key, record in raw_models.items():
         if not isinstance(record, dict):
             raise StoreFormatError(f"{where}: model {key} is not a mapping")
-        models[str(key)] = {**normalise_aliases(record), "key": str(key)}
+        models[str(key)] = {**canonical_field_names(record), "key": str(key)}
     files: Files = {}
     for key, states in raw_files.items():
         if not isinstance(states, list) or not all(isinstance(s, dict) for s in states):

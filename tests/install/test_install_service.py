@@ -60,7 +60,8 @@ def test_heuristic_import_inplace_and_wait_for_installs(installer, tmp_path):
     installer.heuristic_import(str(a))
     installer.import_model(str(b), {"name": "vae-b"})
     done = installer.wait_for_installs(timeout=30)
-    assert {Path(k).name for k in done} == {"a.safetensors", "b.safetensors"}
+    assert {Path(str(k)).name for k in done} == {"a.safetensors", "b.safetensors"}
+    assert done[str(a)].complete and done[str(b)].config_out.name == "vae-b"  # by source string too
     assert all(job.complete for job in done.values())
     installer.prune_jobs()
     assert installer.list_jobs() == []
@@ -142,3 +143,21 @@ def test_job_status_booleans(installer, tmp_path):
     installer.wait_for_job(job, timeout=30)
     assert job.status is InstallStatus.COMPLETED
     assert (job.waiting, job.downloading, job.running, job.errored, job.cancelled) == (False,) * 5
+
+
+def test_installing_the_same_model_twice_never_touches_the_first(installer, tmp_path):
+    """Two installs that meet at one destination: the second is refused as a duplicate and
+    the first record's files are the same files (same inode, same bytes) afterwards."""
+    src = write_lora_kohya(tmp_path / "twice.safetensors", base="sd-1")
+    first = installer.import_model(str(src))
+    installer.wait_for_job(first)
+    dest = installer.models_dir / first.config_out.path
+    before = (dest.stat().st_ino, dest.read_bytes())
+    write_lora_kohya(src, base="sd-1", rank=2)  # other bytes, same name, base and type
+    second = installer.import_model(str(src))
+    installer.wait_for_job(second)
+    assert second.errored and second.error_type == "DuplicateModelException"
+    assert first.config_out.key in second.error_message
+    assert (dest.stat().st_ino, dest.read_bytes()) == before
+    assert [c.key for c in installer.record_store.all_models()] == [first.config_out.key]
+    assert not any(installer.app_config.tmp_dir.iterdir()), "the refused copy is cleared from staging"
