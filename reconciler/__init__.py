@@ -56,6 +56,10 @@ _EXPORTS: dict[str, str] = {
     "HuggingFaceMetadataFetch": "reconciler.sources.huggingface",
     "CivitaiMetadataFetch": "reconciler.sources.civitai",
     "ModelMetadataStore": "reconciler.store.metadata",
+    "ModelMetadataFetchBase": "reconciler.sources.metadata_fetch",
+    **{name: "reconciler.metadata" for name in (
+        "AnyModelRepoMetadata", "CivitaiMetadata", "HuggingFaceMetadata", "ModelMetadataBase", "RemoteModelFile",
+    )},
     "ResolvedSource": "reconciler.sources.resolved",
     "resolve_source": "reconciler.sources.resolve",
     "ProbeResult": "reconciler.probe.probe",

@@ -12,8 +12,14 @@ Decisions:
 
 * ``tags`` and ``trained_words`` are sets, as in the seed, but serialise *sorted*, so the
   JSON of one metadata object is the same on every machine (lock files, diffs).
-* A :class:`RemoteModelFile` keeps ``path`` as a repo-relative POSIX string (not a
-  ``Path``): it names a file inside a remote listing, never a local one.
+* A :class:`RemoteModelFile` keeps ``path`` as a repo-relative POSIX string: it names a file
+  inside a remote listing, never a local one.  The seed types ``files`` as ``List[Path]``, so a
+  RemoteModelFile also *behaves* as that path (``os.fspath(f)``, ``str(f)``, ``Path(f)``,
+  ``f.name``, ``f.suffix``, ``f.parent``, ``f == Path("unet/x.safetensors")``) while keeping
+  its url, size and sha256; a bare path (``Path``/``str``) validates into one without a URL.
+  Its JSON is unchanged (the fields only).
+* Civitai's ``weight_min``/``weight_max`` (LoRA slider range) are not in the API's structured
+  data: they default to the seed's (-1.0, +2.0) and are floats (weights like 0.8 are common).
 * Civitai's ``allowCommercialUse`` arrives either as one string (older API) or as a list
   (current API); both become a set of :class:`CommercialUsage`.
 * No field holds an access token: download URLs are stored exactly as the API lists them.
@@ -23,13 +29,27 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import Enum
+from pathlib import PurePath, PurePosixPath
 from typing import Annotated, Any, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, field_serializer, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    TypeAdapter,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 
 
 class RemoteModelFile(BaseModel):
-    """One file of a remote model: where to fetch it and what it must hash to."""
+    """One file of a remote model: where to fetch it and what it must hash to.
+
+    It is also usable as its repo-relative path (the seed's ``files: List[Path]``):
+    ``os.fspath(f)``/``str(f)`` give ``path``; ``name``, ``stem``, ``suffix``, ``parent`` and
+    ``parts`` are :class:`~pathlib.PurePosixPath`'s; it equals a ``PurePath`` of the same path.
+    """
 
     model_config = ConfigDict(extra="forbid")
 
@@ -39,10 +59,68 @@ class RemoteModelFile(BaseModel):
     sha256: Optional[str] = Field(default=None, description="Lower-case hex SHA256, when the API lists it")
     primary: bool = Field(default=False, description="Civitai: the version's primary file")
 
+    @model_validator(mode="before")
+    @classmethod
+    def _from_path(cls, value: Any) -> Any:
+        """A bare path (as the seed's ``List[Path]`` holds) is a file without a download URL."""
+        if isinstance(value, PurePath):
+            return {"url": "", "path": value.as_posix()}
+        if isinstance(value, str):
+            return {"url": "", "path": value}
+        return value
+
+    @field_validator("path", mode="before")
+    @classmethod
+    def _posix(cls, value: Any) -> Any:
+        return value.as_posix() if isinstance(value, PurePath) else value
+
     @field_validator("sha256")
     @classmethod
     def _lower(cls, value: Optional[str]) -> Optional[str]:
         return value.lower() if value else None
+
+    # --- the file as a path (the seed's ``files: List[Path]``) -----------------------------
+
+    def __fspath__(self) -> str:
+        return self.path
+
+    def __str__(self) -> str:
+        return self.path
+
+    @property
+    def pure_path(self) -> PurePosixPath:
+        """The repo-relative path as a :class:`~pathlib.PurePosixPath`."""
+        return PurePosixPath(self.path)
+
+    @property
+    def name(self) -> str:
+        """The last path segment (``unet/model.safetensors`` -> ``model.safetensors``)."""
+        return self.pure_path.name
+
+    @property
+    def stem(self) -> str:
+        """The last segment without its suffix."""
+        return self.pure_path.stem
+
+    @property
+    def suffix(self) -> str:
+        """The last segment's extension, with its dot (``.safetensors``)."""
+        return self.pure_path.suffix
+
+    @property
+    def parent(self) -> PurePosixPath:
+        """The folder inside the repo (``PurePosixPath('.')`` at the root)."""
+        return self.pure_path.parent
+
+    @property
+    def parts(self) -> tuple[str, ...]:
+        """The path's segments."""
+        return self.pure_path.parts
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, PurePath):  # compared as the seed's Path
+            return self.pure_path == PurePosixPath(other.as_posix())
+        return super().__eq__(other)
 
 
 class ModelMetadataBase(BaseModel):
@@ -140,6 +218,8 @@ class CivitaiMetadata(ModelMetadataWithFiles):
     download_url: str = Field(description="Download URL of the primary file (without a token)")
     base_model_trained_on: str = Field(default="", description="Civitai's base model name, e.g. 'SD 1.5'")
     thumbnail_url: Optional[str] = None
+    weight_min: float = Field(default=-1.0, description="LoRA sliders: the minimum suggested weight")
+    weight_max: float = Field(default=2.0, description="LoRA sliders: the maximum suggested weight")
 
     @field_serializer("trained_words")
     def _sorted_words(self, words: set[str]) -> list[str]:
@@ -168,9 +248,14 @@ class CivitaiMetadata(ModelMetadataWithFiles):
         return self.restrictions.AllowDerivatives
 
     @property
-    def allow_different_licence(self) -> bool:
-        """True when derivatives may be shared under different terms."""
+    def allow_different_license(self) -> bool:
+        """True when derivatives may be shared under different terms (the seed's spelling)."""
         return self.restrictions.AllowDifferentLicense
+
+    @property
+    def allow_different_licence(self) -> bool:
+        """Alias of :attr:`allow_different_license`."""
+        return self.allow_different_license
 
     @property
     def license(self) -> str:

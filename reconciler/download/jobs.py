@@ -4,23 +4,41 @@ Jobs are pydantic models (as in the seed) so library users can inspect and dump 
 the queue owns their mutable state: fields are written only by the queue's threads, and
 callers control a job through the queue's methods.  ``access_token`` is excluded from
 ``repr`` and dumps, and :meth:`DownloadJobBase.event_payload` never includes it.
+
+Event handlers are ``Callable[[DownloadJobBase], None]`` (:data:`DownloadEventHandler`): the
+queue calls each with the job itself, after it has updated the job's fields for the status
+change or progress mark.  A ``destination`` given as a string ending in ``/`` names a
+folder (created when needed), as does an existing folder.
 """
 
 from __future__ import annotations
 
+import os
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any, Optional
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ModelWrapValidatorHandler,
+    PrivateAttr,
+    field_validator,
+    model_validator,
+)
+from pydantic.networks import AnyUrl
 
 from reconciler.errors import UnsafePathError
-from reconciler.events import EventHandler
 
 from .http import redact_url
+
+DownloadEventHandler = Callable[["DownloadJobBase"], Any]
+"""What a job's and a queue's ``event_handlers`` hold: called with the job on every event."""
 
 
 class DownloadJobStatus(str, Enum):
@@ -33,6 +51,10 @@ class DownloadJobStatus(str, Enum):
     COMPLETED = "completed"
     ERROR = "error"
     CANCELLED = "cancelled"
+
+    def __str__(self) -> str:
+        """The string value (``completed``), as the seed's string enum shows in f-strings."""
+        return self.value
 
     @property
     def terminal(self) -> bool:
@@ -66,7 +88,7 @@ class DownloadJobBase(BaseModel):
     source: Any
     destination: Path
     status: DownloadJobStatus = DownloadJobStatus.IDLE
-    event_handlers: list[EventHandler] = Field(default_factory=list)
+    event_handlers: list[DownloadEventHandler] = Field(default_factory=list)
     job_started: Optional[float] = None
     job_ended: Optional[float] = None
     job_sequence: Optional[int] = None
@@ -83,14 +105,29 @@ class DownloadJobBase(BaseModel):
     _dest_is_dir: Optional[bool] = PrivateAttr(default=None)
     _partials: set[Path] = PrivateAttr(default_factory=set)
     _settled: bool = PrivateAttr(default=False)  # terminal event delivered
+    _queue_handlers: bool = PrivateAttr(default=True)  # the queue's handlers run for this job
+    # held while a status changes and its handlers run, so they see the statuses in order
+    _events: Any = PrivateAttr(default_factory=threading.RLock)
 
-    def add_event_handler(self, handler: EventHandler) -> None:
-        """Append a handler; it runs before the queue's handlers."""
+    @model_validator(mode="wrap")
+    @classmethod
+    def _destination_folder(cls, data: Any, handler: ModelWrapValidatorHandler[DownloadJobBase]) -> DownloadJobBase:
+        """Remember a trailing slash on ``destination`` (Path drops it): the job then names a folder."""
+        dest = data.get("destination") if isinstance(data, dict) else None
+        trailing = isinstance(dest, str) and dest.endswith(("/", os.sep))
+        job = handler(data)
+        if trailing:
+            job._dest_is_dir = True
+        return job
+
+    def add_event_handler(self, handler: DownloadEventHandler) -> None:
+        """Append a handler; it runs after the job's earlier ones, before the queue's."""
         self.event_handlers.append(handler)
 
     def clear_event_handlers(self) -> None:
-        """Remove the job's own handlers (the queue's keep running)."""
+        """Remove every handler of this job: its own, and the queue's for this job."""
         self.event_handlers.clear()
+        self._queue_handlers = False
 
     @property
     def terminal(self) -> bool:
@@ -124,6 +161,11 @@ class DownloadJobPath(DownloadJobBase):
     source: Path
 
 
+def _url_text(v: Any) -> Any:
+    """A pydantic URL object (``AnyHttpUrl``) as its string; anything else unchanged."""
+    return str(v) if isinstance(v, AnyUrl) else v
+
+
 class DownloadJobRemoteSource(DownloadJobBase):
     """A remote download: progress counters, an optional token and optional expectations."""
 
@@ -134,6 +176,11 @@ class DownloadJobRemoteSource(DownloadJobBase):
     expected_size: Optional[int] = None
     sha256: Optional[str] = Field(default=None, description="Expected sha256 (hex), verified while streaming")
     actual_sha256: Optional[str] = Field(default=None, description="sha256 of the bytes received")
+
+    @field_validator("source", mode="before")
+    @classmethod
+    def _source_text(cls, v: Any) -> Any:
+        return _url_text(v)
 
     @field_validator("sha256")
     @classmethod
@@ -160,12 +207,16 @@ class DownloadJobRemoteSource(DownloadJobBase):
 
 
 class DownloadJobURL(DownloadJobRemoteSource):
-    """A remote download whose source must be an absolute http(s) URL."""
+    """A remote download whose source must be an absolute http(s) URL.
+
+    ``source`` may be given as a string or a pydantic ``AnyHttpUrl``; it is kept as the
+    string, exactly as given (the URL object would re-encode a signed URL's query).
+    """
 
     @field_validator("source", mode="before")
     @classmethod
     def _url(cls, v: Any) -> str:
-        text = str(v)
+        text = str(_url_text(v))
         parts = urlsplit(text)
         if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
             raise ValueError(f"not an http(s) URL: {redact_url(text)}")
@@ -229,6 +280,7 @@ class MultiFileDownloadJob(DownloadJobRemoteSource):
 
 
 __all__ = [
+    "DownloadEventHandler",
     "DownloadJobBase",
     "DownloadJobPath",
     "DownloadJobRemoteSource",

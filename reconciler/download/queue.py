@@ -1,11 +1,14 @@
 """DownloadQueueService: a pool of worker threads taking jobs by priority.
 
 The queue owns job state: every status change happens under its lock and is followed by
-one event (``download_<status>``; payload from :meth:`DownloadJobBase.event_payload`),
-delivered to the job's handlers first and then the queue's, through
-:func:`reconciler.events.call_handlers`, which swallows handler errors so a broken
-progress bar cannot break a download.  Progress events (``download_running``) come about
-every 1% of the bytes, or every half second when the size is unknown.
+one event: the job's handlers and then the queue's are called with the job itself
+(``handler(job)``, as the seed's ``Callable[[DownloadJobBase], None]``), after its fields
+were updated.  A handler that raises is logged with its traceback and otherwise ignored,
+so a broken progress bar cannot break a download.  Progress events (status ``running``)
+come about every 1% of the bytes, or every half second when the size is unknown; they are
+delivered while the job's counters are held still, so ``job.bytes``, ``job.total_bytes``
+and (multi-file jobs) each ``job.parts[i]`` agree with one another.  A job's status events
+reach its handlers in the order the statuses were taken.
 
 Defaults mirror :class:`reconciler.settings.AppSettings` (max_parallel_dl,
 connections_per_file, min_segment_size, limit_rate, download_retries, download_timeout,
@@ -26,12 +29,13 @@ from pathlib import Path
 from typing import Any, Optional, Union
 
 import requests
+from pydantic.networks import AnyUrl
 
 from reconciler.errors import DownloadError, UnknownJobIDException
-from reconciler.events import Event, EventHandler, call_handlers
 
 from .http import make_session, redact_url, scrub
 from .jobs import (
+    DownloadEventHandler,
     DownloadJobBase,
     DownloadJobPath,
     DownloadJobRemoteSource,
@@ -54,6 +58,7 @@ from .segments import (
 log = logging.getLogger(__name__)
 
 EVENT_PREFIX = "download_"
+"""Event names, where a status is shown as one: ``EVENT_PREFIX + job.status.value``."""
 PARALLEL_PARTS = 3
 """Parts of one multi-file job downloading at once.  They share the job's
 ``connections_per_file`` (each gets its share), so a job opens no more connections than
@@ -136,13 +141,18 @@ class _Downloads:
 
 
 class DownloadQueueService:
-    """Parallel, resumable, verified downloads with events; see the module docstring."""
+    """Parallel, resumable, verified downloads with events; see the module docstring.
+
+    The first four arguments are the seed's, in its order: ``event_handlers`` (run for
+    every job, after the job's own), ``max_parallel_dl``, ``requests_session`` and
+    ``quiet`` (no log messages at INFO or above, except a handler's failure).
+    """
 
     def __init__(
         self,
+        event_handlers: Optional[list[DownloadEventHandler]] = None,
         max_parallel_dl: int = 5,
         requests_session: Optional[requests.Session] = None,
-        event_handlers: Optional[list[EventHandler]] = None,
         quiet: bool = False,
         *,
         connections_per_file: int = 8,
@@ -175,7 +185,7 @@ class DownloadQueueService:
         self.direct_io = direct_io  # O_DIRECT writes where the filesystem has them (download/writer.py)
         self.quiet = quiet
         self._session = requests_session or make_session(max_parallel_dl * self.connections_per_file + 4)
-        self._handlers: list[EventHandler] = list(event_handlers or [])
+        self._handlers: list[DownloadEventHandler] = list(event_handlers or [])
         self._bucket = TokenBucket(limit_rate)
         self._retry = retry_policy or RetryPolicy(attempts=download_retries)
         self._lock = threading.RLock()
@@ -209,8 +219,8 @@ class DownloadQueueService:
         with self._lock:
             if not self._running:
                 return
-            self.pause_all_jobs()
             self._running = False
+        self.pause_all_jobs()  # not under the queue's lock: a job's events lock comes first
         for _ in self._workers:
             self._pq.put((-(2**31), next(self._seq), 0, None))
         for t in self._workers:
@@ -220,19 +230,20 @@ class DownloadQueueService:
     # --- creating and submitting ------------------------------------------------------------
     def create_download_job(
         self,
-        source: Union[str, Path],
-        destdir: Path,
+        source: Union[str, Path, AnyUrl],
+        destdir: Union[str, Path],
         filename: Optional[Union[str, Path]] = None,
         start: bool = True,
         priority: int = 10,
         access_token: Optional[str] = None,
-        event_handlers: Optional[list[EventHandler]] = None,
+        event_handlers: Optional[list[DownloadEventHandler]] = None,
         *,
         expected_size: Optional[int] = None,
         sha256: Optional[str] = None,
         preserve_partial_downloads: bool = False,
     ) -> DownloadJobBase:
-        """Make the right job for ``source`` (http(s) URL or local path) and submit it.
+        """Make the right job for ``source`` (http(s) URL, as text or ``AnyHttpUrl``, or a
+        local path) and submit it.
 
         With ``filename`` the file lands at ``destdir/filename``; without, the name comes
         from the server (Content-Disposition, else the URL), sanitised.
@@ -242,7 +253,8 @@ class DownloadQueueService:
         handlers = list(event_handlers or [])
         text = str(source)
         job: DownloadJobBase
-        if isinstance(source, str) and text.split(":", 1)[0].lower() in ("http", "https"):
+        if isinstance(source, AnyUrl) or (isinstance(source, str)
+                                          and text.split(":", 1)[0].lower() in ("http", "https")):
             job = DownloadJobURL(source=text, destination=destination, priority=priority,
                                  access_token=access_token, event_handlers=handlers,
                                  expected_size=expected_size, sha256=sha256,
@@ -279,19 +291,19 @@ class DownloadQueueService:
 
     def start_job(self, job: DownloadJobBase) -> None:
         """Enqueue an idle or paused job; a paused one resumes where it stopped."""
-        with self._lock:
-            self._own(job)
-            if job.status == DownloadJobStatus.RUNNING and job._stop_reason == "pause":
-                job._resume_requested = True
-                return
-            if job.status not in (DownloadJobStatus.IDLE, DownloadJobStatus.PAUSED):
-                return
-            first = not job._enqueued_once
-            entry = self._enqueue(job, put=False)
-            event = self._event(job)
-        if first:  # delivered before a worker can see the job, so 'enqueued' precedes 'running'
-            self._deliver(job, event)
-        self._pq.put(entry)
+        with job._events:
+            with self._lock:
+                self._own(job)
+                if job.status == DownloadJobStatus.RUNNING and job._stop_reason == "pause":
+                    job._resume_requested = True
+                    return
+                if job.status not in (DownloadJobStatus.IDLE, DownloadJobStatus.PAUSED):
+                    return
+                first = not job._enqueued_once
+                entry = self._enqueue(job, put=False)
+            if first:  # delivered before a worker can see the job, so 'enqueued' precedes 'running'
+                self._emit(job)
+            self._pq.put(entry)
 
     def _enqueue(self, job: DownloadJobBase, put: bool = True) -> tuple[int, int, int, Any]:
         job.status = DownloadJobStatus.ENQUEUED
@@ -308,45 +320,52 @@ class DownloadQueueService:
 
     def pause_job(self, job: DownloadJobBase) -> None:
         """Pause an enqueued or running job; partial files stay for :meth:`start_job`."""
-        event = None
-        with self._lock:
-            self._own(job)
-            if job.status == DownloadJobStatus.ENQUEUED:
-                job.status = DownloadJobStatus.PAUSED
-                job._queue_token += 1
-                event = self._event(job)
-                self._changed.notify_all()
-            elif job.status == DownloadJobStatus.RUNNING:
-                job._stop_reason = "pause"
-                job._resume_requested = False
-                job._stop.set()
-        if event is not None:
-            self._deliver(job, event)
+        with job._events:
+            emit = False
+            with self._lock:
+                self._own(job)
+                if job.status == DownloadJobStatus.ENQUEUED:
+                    job.status = DownloadJobStatus.PAUSED
+                    job._queue_token += 1
+                    emit = True
+                    self._changed.notify_all()
+                elif job.status == DownloadJobStatus.RUNNING:
+                    job._stop_reason = "pause"
+                    job._resume_requested = False
+                    job._stop.set()
+            if emit:
+                self._emit(job)
 
     def cancel_job(self, job: DownloadJobBase) -> None:
         """Cancel a job that has not finished; its partial files are removed (unless preserved)."""
-        emit = False
         with self._lock:
             self._own(job)
-            if job.terminal:
+            if job.status == DownloadJobStatus.RUNNING:  # its thread ends it (and sends the event)
+                self._stop_running(job)
                 return
-            if job.status == DownloadJobStatus.RUNNING:
-                job._stop_reason = "cancel"
-                job._resume_requested = False
-                job._stop.set()
-                dl = self._active_downloads.get(job.id)
-                if dl is not None:
-                    dl.abort_connections()
-            else:
+        with job._events:
+            with self._lock:
+                if job.terminal:
+                    return
+                if job.status == DownloadJobStatus.RUNNING:  # a worker took it meanwhile
+                    self._stop_running(job)
+                    return
                 job.status = DownloadJobStatus.CANCELLED
                 job.job_ended = time.time()
                 job._queue_token += 1
-                emit = True
                 self._changed.notify_all()
-        if emit:
             self._cleanup(job)
             self._emit(job)
             self._settle(job)
+
+    def _stop_running(self, job: DownloadJobBase) -> None:
+        """Tell a running job to cancel and drop its connections (under the queue's lock)."""
+        job._stop_reason = "cancel"
+        job._resume_requested = False
+        job._stop.set()
+        dl = self._active_downloads.get(job.id)
+        if dl is not None:
+            dl.abort_connections()
 
     def start_all_jobs(self) -> None:
         """Start every idle or paused job."""
@@ -409,15 +428,15 @@ class DownloadQueueService:
         return job
 
     # --- events -------------------------------------------------------------------------------
-    @staticmethod
-    def _event(job: DownloadJobBase) -> Event:
-        return Event(EVENT_PREFIX + job.status.value, job.event_payload())
-
-    def _deliver(self, job: DownloadJobBase, event: Event) -> None:
-        call_handlers(list(job.event_handlers) + self._handlers, event)
-
     def _emit(self, job: DownloadJobBase) -> None:
-        self._deliver(job, self._event(job))
+        """Call the job's handlers, then the queue's, with the job; log what one raises."""
+        handlers = list(job.event_handlers) + (self._handlers if job._queue_handlers else [])
+        for handler in handlers:
+            try:
+                handler(job)
+            except Exception:  # noqa: BLE001 - a handler must not break the download
+                log.exception("download event handler %r failed on job %d (%s)", handler, job.id,
+                              job.status.value)
 
     # --- workers -----------------------------------------------------------------------------
     def _worker(self) -> None:
@@ -425,17 +444,17 @@ class DownloadQueueService:
             _prio, _seq, token, job = self._pq.get()
             if job is None:
                 return
-            with self._lock:
-                if job.status != DownloadJobStatus.ENQUEUED or job._queue_token != token:
-                    continue
-                job.status = DownloadJobStatus.RUNNING
-                job.job_started = time.time()
-                job.job_sequence = next(self._dequeued)
-                job.error = None
-                event = self._event(job)
-            if not self.quiet:
-                log.info("download %d started: %s", job.id, job.shown_source())
-            self._deliver(job, event)
+            with job._events:
+                with self._lock:
+                    if job.status != DownloadJobStatus.ENQUEUED or job._queue_token != token:
+                        continue
+                    job.status = DownloadJobStatus.RUNNING
+                    job.job_started = time.time()
+                    job.job_sequence = next(self._dequeued)
+                    job.error = None
+                if not self.quiet:
+                    log.info("download %d started: %s", job.id, job.shown_source())
+                self._emit(job)
             self._run(job)
 
     def _run(self, job: DownloadJobBase) -> None:
@@ -467,25 +486,26 @@ class DownloadQueueService:
                 self._active_downloads.pop(job.id, None)
         if outcome in (DownloadJobStatus.ERROR, DownloadJobStatus.CANCELLED):
             self._cleanup(job)
-        requeue = False
-        with self._lock:
-            if outcome == DownloadJobStatus.PAUSED and job._resume_requested:
-                requeue = True
-                self._enqueue(job)
-            else:
-                job.status = outcome
+        with job._events:
+            requeue = False
+            with self._lock:
+                if outcome == DownloadJobStatus.PAUSED and job._resume_requested:
+                    requeue = True
+                    self._enqueue(job)
+                else:
+                    job.status = outcome
+                    if outcome.terminal:
+                        job.job_ended = time.time()
+                self._changed.notify_all()
+            if not self.quiet:
+                if outcome == DownloadJobStatus.ERROR:
+                    log.error("download %d failed: %s", job.id, job.error)
+                else:
+                    log.info("download %d %s: %s", job.id, outcome.value, job.shown_source())
+            if not requeue:
+                self._emit(job)
                 if outcome.terminal:
-                    job.job_ended = time.time()
-            self._changed.notify_all()
-        if not self.quiet:
-            if outcome == DownloadJobStatus.ERROR:
-                log.error("download %d failed: %s", job.id, job.error)
-            else:
-                log.info("download %d %s: %s", job.id, outcome.value, job.shown_source())
-        if not requeue:
-            self._emit(job)
-            if outcome.terminal:
-                self._settle(job)
+                    self._settle(job)
 
     def _settle(self, job: DownloadJobBase) -> None:
         """Wake waiters only after the terminal event's handlers ran (they may move the file)."""
@@ -518,7 +538,7 @@ class DownloadQueueService:
             expected_sha256=expected_sha256, compute_sha256=self.compute_sha256,
             on_progress=progress, on_dest=on_dest, split_below=self.split_below,
             split_after=self.split_after, adaptive_min_size=self.adaptive_min_size,
-            direct_io=self.direct_io,
+            direct_io=self.direct_io, quiet=self.quiet,
         )
 
     def _run_remote(self, job: DownloadJobRemoteSource) -> None:

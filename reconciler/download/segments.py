@@ -667,6 +667,7 @@ class FileDownload:
         split_after: float = SPLIT_AFTER,
         adaptive_min_size: int = ADAPTIVE_MIN_SIZE,
         direct_io: bool = True,
+        quiet: bool = False,
     ) -> None:
         self.session = session
         self.url = url
@@ -689,6 +690,9 @@ class FileDownload:
         self.split_after = split_after
         self.adaptive_min_size = adaptive_min_size
         self.direct_io = direct_io
+        # a quiet queue's downloads log nothing at INFO or above (the seed's ``quiet``)
+        self._info = logging.DEBUG if quiet else logging.INFO
+        self._warning = logging.DEBUG if quiet else logging.WARNING
         self.split_done = False  # whether an adaptive split happened (tests, logs)
         self.fetched = 0
         self._halt = threading.Event()  # stop or a failed sibling segment
@@ -713,7 +717,7 @@ class FileDownload:
                 # answers 206 to the probe but 200 to segments gets one plain stream at last
                 return self._attempt(no_range=attempt >= 2)
             except RangeIgnored:
-                log.info("%s: server ignored Range or the file changed; restarting from byte 0",
+                log.log(self._info, "%s: server ignored Range or the file changed; restarting from byte 0",
                          redact_url(self.url))
                 if self.dest is not None:
                     remove_partials(self.dest)
@@ -787,7 +791,8 @@ class FileDownload:
                 state = self._load_state()
                 assert state is not None
         else:
-            log.info("%s: resuming at %d of %d bytes", redact_url(self.url), state.done_bytes, state.total_size)
+            log.log(self._info, "%s: resuming at %d of %d bytes", redact_url(self.url), state.done_bytes,
+                    state.total_size)
         ranged = not no_range and (first is None or first.status_code == 206)
         return self._transfer(state, first, ranged=ranged)
 
@@ -1012,7 +1017,7 @@ class FileDownload:
                 return 0
             self.split_done = True
             add = min(self.connections - 1, len(pending))
-        log.info("%s: one stream is slow; splitting the rest over %d more connections",
+        log.log(self._info, "%s: one stream is slow; splitting the rest over %d more connections",
                  redact_url(self.url), add)
         return add
 
@@ -1034,7 +1039,7 @@ class FileDownload:
         if resp is not None and _body_start(resp) != seg.pos:
             # Never stream a response into bytes it does not hold (the worker hands the probe
             # only to its own segment, so this is a safety net, not a path taken).
-            log.warning("%s: open response starts at byte %d, segment at %d; requesting the segment",
+            log.log(self._warning, "%s: open response starts at byte %d, segment at %d; requesting the segment",
                         redact_url(self.url), _body_start(resp), seg.pos)
             resp.close()
             resp = None
@@ -1165,7 +1170,7 @@ class FileDownload:
                 try:
                     state.save(spath)
                 except OSError as exc:
-                    log.warning("cannot save resume state %s: %s", spath, exc)
+                    log.log(self._warning, "cannot save resume state %s: %s", spath, exc)
 
 
 def _fully_read(resp: requests.Response) -> bool:

@@ -17,11 +17,11 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from reconciler.configs import ModelConfigBase
 from reconciler.errors import InstallError, UnknownModelException
-from reconciler.events import Event
 from reconciler.install.copy import discard, with_sha256
 from reconciler.install.jobs import InstallStatus, ModelInstallJob
 from reconciler.install.paths import resolve_model_path
 from reconciler.install.tokens import token_for
+from reconciler.netnames import redact_url
 from reconciler.probe.hashing import file_states, states_hash
 from reconciler.sources.base import ModelSource
 from reconciler.sources.parse import parse_source
@@ -83,6 +83,14 @@ def install_remote_job(service: ModelInstallService, job: ModelInstallJob) -> st
             log.warning("could not save metadata of %s", job.source, exc_info=True)
     return key
 
+def part_progress(part: Any, staging: Path) -> dict[str, Any]:
+    """One file of a download as ``model_install_downloading``'s ``parts[]`` shows it: the
+    seed's keys (``source``: the file's URL, redacted; ``local_path``; ``bytes``;
+    ``total_bytes``) plus its path in the model and its download status."""
+    return {"source": redact_url(part.url), "local_path": str(staging / str(part.dest_relpath)),
+            "bytes": part.bytes, "total_bytes": part.total_bytes, **part.progress()}
+
+
 def download_resolved(service: ModelInstallService, source: ModelSource, resolved: Any, staging: Path,
                       job: Optional[ModelInstallJob] = None) -> None:
     """Download ``resolved.files`` into ``staging`` as one multi-file job (resumable)."""
@@ -91,13 +99,14 @@ def download_resolved(service: ModelInstallService, source: ModelSource, resolve
     parts = [DownloadPart(url=f.url, dest_relpath=f.dest, expected_size=f.size, expected_sha256=f.sha256)
              for f in resolved.files]
 
-    def on_progress(event: Event) -> None:
+    def on_progress(dl: MultiFileDownloadJob) -> None:
+        # called with the download job, its counters and parts held still for the call
         if job is None:
             return
-        job.bytes = int(event.payload.get("bytes") or 0)
-        job.total_bytes = int(event.payload.get("total_bytes") or job.total_bytes)
+        job.bytes = dl.bytes
+        job.total_bytes = dl.total_bytes or job.total_bytes
         service._emit("model_install_downloading", id=job.id, source=str(source), local_path=str(staging),
-                   bytes=job.bytes, total_bytes=job.total_bytes, parts=[p.progress() for p in download.parts])
+                   bytes=job.bytes, total_bytes=job.total_bytes, parts=[part_progress(p, staging) for p in dl.parts])
 
     download = MultiFileDownloadJob(source=str(source), destination=staging, parts=parts,
                                     access_token=token_for(source), event_handlers=[on_progress])
@@ -194,8 +203,7 @@ def fetch_resolution(service: ModelInstallService, source: ModelSource, revision
     if not isinstance(source, (HFModelSource, CivitaiModelSource)):
         return None
     try:
-        pinned = revision if isinstance(source, HFModelSource) else None
-        return resolve_source(source, service.app_config, session=service.session, revision=pinned)
+        return resolve_source(source, service.app_config, session=service.session, revision=revision)
     except Exception:  # noqa: BLE001 - the model is installed; metadata is a bonus
         log.info("no metadata for %s", source, exc_info=True)
         return None

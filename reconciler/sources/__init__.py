@@ -27,6 +27,7 @@ _LAZY: dict[str, str] = {
     "HuggingFaceMetadataFetch": "reconciler.sources.huggingface",
     "resolve_civitai": "reconciler.sources.civitai",
     "CivitaiMetadataFetch": "reconciler.sources.civitai",
+    "ModelMetadataFetchBase": "reconciler.sources.metadata_fetch",
     "resolve_url": "reconciler.sources.url",
 }
 
@@ -41,6 +42,7 @@ def __getattr__(name: str) -> Any:
 __all__ = [
     "CivitaiMetadataFetch",
     "HuggingFaceMetadataFetch",
+    "ModelMetadataFetchBase",
     "RemoteFile",
     "ResolvedSource",
     "resolve_civitai",

@@ -10,7 +10,8 @@ Canonical forms::
     https://example.com/x.safetensors           URLModelSource (verbatim)
     hf://owner/name[@revision][:variant[:subfolder]]
     hf://owner/name[@revision][:variant]::path/file.safetensors
-    civitai:62833                               CivitaiModelSource
+    civitai:62833                               CivitaiModelSource (one model version)
+    civitai:model/58390                         CivitaiModelSource (a model's newest version)
 
 Access tokens are ``repr=False`` and ``exclude=True``: they never show in ``str()``,
 ``repr()``, ``model_dump()`` or ``model_dump_json()``.
@@ -19,8 +20,8 @@ Access tokens are ``repr=False`` and ``exclude=True``: they never show in ``str(
 from __future__ import annotations
 
 import re
-from pathlib import Path, PurePosixPath
-from typing import Annotated, Literal, Optional, Union
+from pathlib import Path, PurePath, PurePosixPath
+from typing import Annotated, Any, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -110,6 +111,14 @@ class URLModelSource(_SourceBase):
     url: str
     access_token: Optional[str] = Field(default=None, repr=False, exclude=True)
 
+    @field_validator("url", mode="before")
+    @classmethod
+    def _url_text(cls, value: object) -> object:
+        """A pydantic ``AnyHttpUrl`` (the seed's type for a URL) is taken as its string."""
+        from pydantic.networks import AnyUrl
+
+        return str(value) if isinstance(value, AnyUrl) else value
+
     @field_validator("url")
     @classmethod
     def _check_url(cls, value: str) -> str:
@@ -144,6 +153,22 @@ class HFModelSource(_SourceBase):
     @classmethod
     def _check_repo_id(cls, value: str) -> str:
         return validate_repo_id(value)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _subfolder_naming_a_file(cls, data: Any) -> Any:
+        """The seed's ``subfolder`` is a ``Path`` and may name one file of the repo
+        (``subfolder='OrangeMix/OrangeMix1.ckpt'``): such a subfolder is taken as ``file``."""
+        if not isinstance(data, dict) or data.get("subfolder") is None:
+            return data
+        data = dict(data)
+        subfolder = data["subfolder"]
+        if isinstance(subfolder, PurePath):
+            subfolder = subfolder.as_posix()
+        data["subfolder"] = subfolder
+        if isinstance(subfolder, str) and is_weights_file(subfolder) and data.get("file") is None:
+            data["file"] = data.pop("subfolder")
+        return data
 
     @field_validator("subfolder")
     @classmethod
@@ -181,13 +206,27 @@ class HFModelSource(_SourceBase):
 
 
 class CivitaiModelSource(_SourceBase):
-    """One model version on Civitai (the version's primary file is installed)."""
+    """One model version on Civitai (the version's primary file is installed).
+
+    Exactly one of ``version_id`` (``civitai:62833``) and ``model_id`` (``civitai:model/58390``,
+    from a pasted model-page URL without ``?modelVersionId=``) is given; a model id resolves
+    to the model's newest version, which the lock file then pins.
+    """
 
     type: Literal["civitai"] = "civitai"
-    version_id: int = Field(gt=0)
+    version_id: Optional[int] = Field(default=None, gt=0)
+    model_id: Optional[int] = Field(default=None, gt=0)
     access_token: Optional[str] = Field(default=None, repr=False, exclude=True)
 
+    @model_validator(mode="after")
+    def _version_or_model(self) -> CivitaiModelSource:
+        if (self.version_id is None) == (self.model_id is None):
+            raise ValueError("a Civitai source takes a version_id or a model_id (exactly one)")
+        return self
+
     def __str__(self) -> str:
+        if self.version_id is None:
+            return f"civitai:model/{self.model_id}"
         return f"civitai:{self.version_id}"
 
 

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
@@ -48,6 +49,7 @@ from typing import Any, Optional
 from urllib.parse import quote, unquote, urlsplit
 
 import requests
+from pydantic import ValidationError
 
 from reconciler.errors import (
     AuthenticationRequiredError,
@@ -59,12 +61,14 @@ from reconciler.errors import (
 from reconciler.metadata import HuggingFaceMetadata, RemoteModelFile
 from reconciler.sources._http import DEFAULT_TIMEOUT, get_json, new_session
 from reconciler.sources.base import HFModelSource, is_weights_file
+from reconciler.sources.metadata_fetch import ModelMetadataFetchBase
 from reconciler.sources.resolved import RemoteFile, ResolvedSource, check_remote_path
 from reconciler.taxonomy import ModelRepoVariant
 
 DEFAULT_HF_ENDPOINT = "https://huggingface.co"
 
-#: Variant used when a source names none (the seed's default; never guessed from hardware).
+#: Variant used when a source names none and full precision is not asked for (the seed's
+#: default; never guessed from hardware).
 DEFAULT_VARIANT = ModelRepoVariant.FP16
 
 _TORCH_WEIGHTS = (".safetensors", ".bin", ".ckpt", ".pt", ".pth")
@@ -346,8 +350,12 @@ def _name_hint(source: HFModelSource) -> str:
 
 
 def resolve_hf(source: HFModelSource, endpoint: Optional[str], token: Optional[str],
-               revision: Optional[str] = None, timeout: float = DEFAULT_TIMEOUT) -> ResolvedSource:
+               revision: Optional[str] = None, timeout: float = DEFAULT_TIMEOUT,
+               default_variant: Optional[ModelRepoVariant] = None) -> ResolvedSource:
     """Resolve ``source`` on the hub at ``endpoint`` (None: huggingface.co) to a commit and files.
+
+    ``default_variant`` is taken when the source names none (None: :data:`DEFAULT_VARIANT`;
+    :func:`reconciler.sources.resolve.default_variant` picks fp32 for full precision).
 
     ``revision`` (a lock file's commit, a manifest's ``revision:``) overrides the source's;
     neither means the repo's default branch.  The token is ``source.access_token``, else
@@ -383,7 +391,8 @@ def resolve_hf(source: HFModelSource, endpoint: Optional[str], token: Optional[s
     root = f"{source.subfolder}/model_index.json" if source.subfolder else "model_index.json"
     if source.file is None and root in by_path:
         model_index = _fetch_model_index(api, repo, root, sha, timeout)
-    paths, single, notes = select_files([f.path for f in listing], source, None, model_index)
+    paths, single, notes = select_files([f.path for f in listing], source, source.variant or default_variant,
+                                        model_index)
     prefix = f"{source.subfolder}/" if source.subfolder else ""
     files = []
     for path in paths:
@@ -452,27 +461,36 @@ def _api_json(info: Any) -> Optional[str]:
 # --- metadata fetcher (requests-based, as the seed's fetchers are) --------------------------
 
 
-class HuggingFaceMetadataFetch:
+class HuggingFaceMetadataFetch(ModelMetadataFetchBase):
     """Fetch :class:`HuggingFaceMetadata` through a ``requests.Session`` (the seed's API).
 
-    ``endpoint`` defaults to huggingface.co; pass the configured one explicitly.
+    ``endpoint``: None means ``HF_ENDPOINT`` from the environment (read when the fetcher is
+    made), else huggingface.co; so the seed's ``HuggingFaceMetadataFetch()`` talks to the
+    mirror huggingface_hub would use.
+    ``files`` of the result hold the whole repo listing at the commit read, each usable as
+    its repo-relative path (the seed's ``List[Path]``) and carrying its size and sha256.
     """
 
     def __init__(self, session: Optional[requests.Session] = None, endpoint: Optional[str] = None,
                  token: Optional[str] = None, timeout: float = DEFAULT_TIMEOUT) -> None:
         self._session = session or new_session()
-        self._endpoint = (endpoint or DEFAULT_HF_ENDPOINT).rstrip("/")
+        self._endpoint = (endpoint or os.environ.get("HF_ENDPOINT") or DEFAULT_HF_ENDPOINT).rstrip("/")
         self._token = token
         self._timeout = timeout
 
     def __repr__(self) -> str:
         return f"HuggingFaceMetadataFetch(endpoint={self._endpoint!r})"
 
-    def from_id(self, repo_id: str, revision: Optional[str] = None) -> HuggingFaceMetadata:
-        """Metadata of ``repo_id`` at ``revision`` (default branch when None)."""
+    def from_id(self, id: str, revision: Optional[str] = None) -> HuggingFaceMetadata:
+        """Metadata of repo ``id`` (``owner/name``) at ``revision`` (default branch when None)."""
         from huggingface_hub.hf_api import ModelInfo
 
-        HFModelSource(repo_id=repo_id)  # validates the id
+        repo_id = id
+        try:
+            HFModelSource(repo_id=repo_id)  # validates the id
+        except ValidationError as exc:
+            raise SourceError(f"invalid Hugging Face repo id {repo_id!r}: "
+                              f"{exc.errors()[0]['msg'].removeprefix('Value error, ')}") from None
         url = f"{self._endpoint}/api/models/{repo_id}"
         if revision:
             url += f"/revision/{quote(revision, safe='')}"
@@ -494,10 +512,10 @@ class HuggingFaceMetadataFetch:
         revision = parts[3] if len(parts) >= 4 and parts[2] in ("tree", "blob", "resolve") else None
         return self.from_id(repo_id, revision)
 
-    @staticmethod
-    def from_json(json_text: str) -> HuggingFaceMetadata:
+    @classmethod
+    def from_json(cls, json: str) -> HuggingFaceMetadata:
         """Validate the JSON of a :class:`HuggingFaceMetadata` (as stored)."""
-        return HuggingFaceMetadata.model_validate_json(json_text)
+        return HuggingFaceMetadata.model_validate_json(json)
 
 
 __all__ = [

@@ -2,7 +2,8 @@
 
 Accepted forms, tried in this order:
 
-1. ``civitai:<version-id>`` (a positive integer).
+1. ``civitai:<version-id>`` (a positive integer), or ``civitai:model/<model-id>`` (a model's
+   newest version, chosen when the source is resolved and pinned by the lock file).
 2. ``hf://<repo>[@<revision>][:<variant>[:<subfolder-or-file>]]``; ``<repo>`` is ``owner/name``
    or a legacy single ``name``.
 3. URLs: ``http(s)://`` (a Civitai page or download URL on civitai.com or a configured
@@ -33,8 +34,10 @@ Decisions on ambiguous forms:
 * Pasted Civitai download URLs keep a ``token=`` query parameter as the access token (never
   shown by ``str()``); other query parameters (``type=``, ``format=``) are dropped: the
   version's primary file is what installs.
-* A Civitai page URL without ``?modelVersionId=`` is an error: a model has several versions
-  and the reconciler never guesses "the latest".
+* A Civitai model-page URL without ``?modelVersionId=`` (``/models/215796``, also with a slug
+  ``/models/215796/some-name``) names the model: ``civitai:model/215796``.  Resolving it picks
+  the model's newest version (the one Civitai lists first, its default), the plan says which,
+  and ``reconciler lock`` pins that version, so every machine still gets the same bytes.
 * Relative local paths become absolute (``os.path.normpath`` against ``base_dir``, default
   the working directory); symlinks are not resolved, ``~`` is expanded.
 """
@@ -140,6 +143,11 @@ def _local(text: str, base: str) -> LocalModelSource:
 
 def _parse_civitai_id(text: str, rest: str) -> CivitaiModelSource:
     rest = rest.strip()
+    if rest.lower().startswith("model/"):
+        digits = rest[len("model/"):].strip()
+        if not digits.isascii() or not digits.isdigit() or int(digits) <= 0:
+            raise _fail(text, f"a Civitai model id must be a positive integer, got {digits!r}")
+        return CivitaiModelSource(model_id=int(digits))
     if not rest.isascii() or not rest.isdigit() or int(rest) <= 0:
         raise _fail(text, f"a Civitai model-version id must be a positive integer, got {rest!r}")
     return CivitaiModelSource(version_id=int(rest))
@@ -223,23 +231,20 @@ def _parse_civitai_url(text: str, path: str, query: dict[str, list[str]]) -> Civ
     match = _CIVITAI_PAGE.fullmatch(path)
     if match:
         versions = query.get("modelVersionId")
-        if not versions:
-            raise _fail(
-                text,
-                "a Civitai model page URL must name a version (?modelVersionId=<id>); "
-                "or write civitai:<version-id>",
-            )
+        if not versions:  # the model's page: its newest version, chosen (and locked) at resolve time
+            model_id = _positive(text, match.group(1), "model id")
+            return CivitaiModelSource(model_id=model_id, access_token=token)
         return CivitaiModelSource(version_id=_positive(text, versions[0].strip()), access_token=token)
     raise _fail(
         text,
-        "not a Civitai model-version URL (expected /models/<id>?modelVersionId=<v> "
+        "not a Civitai model-version URL (expected /models/<id>, /models/<id>?modelVersionId=<v> "
         "or /api/download/models/<v>)",
     )
 
 
-def _positive(text: str, digits: str) -> int:
+def _positive(text: str, digits: str, what: str = "model-version id") -> int:
     if not digits.isascii() or not digits.isdigit() or int(digits) <= 0:
-        raise _fail(text, f"a Civitai model-version id must be a positive integer, got {digits!r}")
+        raise _fail(text, f"a Civitai {what} must be a positive integer, got {digits!r}")
     return int(digits)
 
 

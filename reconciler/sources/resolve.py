@@ -26,8 +26,15 @@ from reconciler.sources.civitai import resolve_civitai
 from reconciler.sources.huggingface import resolve_hf
 from reconciler.sources.resolved import ResolvedSource
 from reconciler.sources.url import resolve_url
+from reconciler.taxonomy import ModelRepoVariant
 
 CIVITAI_TOKEN_ENV = "CIVITAI_API_TOKEN"
+
+
+def default_variant(settings: AppSettings) -> ModelRepoVariant:
+    """The repo variant for a Hugging Face source that names none: as the seed says, fp32
+    when the user asked for full precision (``precision: float32``), fp16 otherwise."""
+    return ModelRepoVariant.FP32 if settings.precision == "float32" else ModelRepoVariant.FP16
 
 
 def hf_token() -> Optional[str]:
@@ -48,17 +55,20 @@ def hf_endpoint(settings: AppSettings) -> str:
 
 def resolve_source(source: ModelSource, settings: AppSettings, session: Optional[requests.Session] = None,
                    revision: Optional[str] = None) -> ResolvedSource:
-    """Resolve a remote source; ``revision`` (a locked commit) overrides a Hugging Face source's.
+    """Resolve a remote source; ``revision`` (a locked commit) overrides a Hugging Face source's,
+    and picks the version of a Civitai model source (``civitai:model/<id>``, else its newest).
 
     Local sources are not resolved here (they need no network): SourceError.
     """
     timeout = settings.download_timeout
     if isinstance(source, HFModelSource):
         token = source.access_token or hf_token()
-        return resolve_hf(source, hf_endpoint(settings), token, revision=revision, timeout=timeout)
+        return resolve_hf(source, hf_endpoint(settings), token, revision=revision, timeout=timeout,
+                          default_variant=default_variant(settings))
     if isinstance(source, CivitaiModelSource):
         token = source.access_token or os.environ.get(CIVITAI_TOKEN_ENV) or None
-        return resolve_civitai(source, settings.civitai_endpoint, token, session, timeout=timeout)
+        return resolve_civitai(source, settings.civitai_endpoint, token, session, timeout=timeout,
+                               revision=revision)
     if isinstance(source, URLModelSource):
         return resolve_url(source, session, source.access_token, timeout=timeout)
     if isinstance(source, LocalModelSource):
@@ -80,7 +90,10 @@ def file_url(source: ModelSource, settings: AppSettings, path: str, revision: Op
 
         return hf_hub_url(source.repo_id, path, revision=revision, endpoint=hf_endpoint(settings))
     if isinstance(source, CivitaiModelSource):
-        return f"{settings.civitai_endpoint.rstrip('/')}/api/download/models/{source.version_id}"
+        version = source.version_id or revision  # a model source downloads the version the lock pins
+        if version is None:
+            raise SourceError(f"{source}: no version is pinned (run `reconciler lock`)")
+        return f"{settings.civitai_endpoint.rstrip('/')}/api/download/models/{version}"
     if isinstance(source, URLModelSource):
         return source.url
     raise SourceError(f"{source}: a local source has no download URL")

@@ -16,7 +16,8 @@ Decisions:
 * Tags are matched exactly (case-sensitive), as in the record store's ``search_by_tag``;
   ``search_by_tag`` needs *all* the given tags; no tags at all returns every key.
 * ``search_by_name`` and ``search_by_author`` match the whole string, ignoring case.
-* Results are model keys in insertion order.
+* Searches return a *set* of model keys, as the seed's ``search_by_tag(tags: Set[str]) -> Set[str]``
+  says (use them with the record store: ``[records.get_model(k) for k in matches]``).
 """
 
 from __future__ import annotations
@@ -131,34 +132,30 @@ class ModelMetadataStore:
         rows = self._records._query("SELECT model_key, metadata FROM model_metadata ORDER BY rowid")
         return [(key, AnyModelRepoMetadataValidator.validate_json(text)) for key, text in rows]
 
-    def search_by_tag(self, tags: Iterable[str] | str) -> list[str]:
+    def search_by_tag(self, tags: Iterable[str] | str) -> set[str]:
         """Keys of the models whose metadata has *all* of ``tags`` (a bare string is one tag)."""
         wanted = [tags] if isinstance(tags, str) else list(dict.fromkeys(tags))
         if not wanted:
-            return [row[0] for row in self._records._query("SELECT model_key FROM model_metadata ORDER BY rowid")]
+            return {row[0] for row in self._records._query("SELECT model_key FROM model_metadata")}
         marks = ", ".join("?" * len(wanted))
         rows = self._records._query(
             "SELECT m.model_key FROM model_metadata AS m WHERE m.model_key IN ("
             " SELECT mt.model_key FROM metadata_tags AS mt JOIN tags AS t ON t.tag_id = mt.tag_id"
             f" WHERE t.tag_text IN ({marks}) GROUP BY mt.model_key HAVING COUNT(*) = ?"
-            ") ORDER BY m.rowid",
+            ")",
             (*wanted, len(wanted)),
         )
-        return [row[0] for row in rows]
+        return {row[0] for row in rows}
 
-    def search_by_author(self, author: str) -> list[str]:
+    def search_by_author(self, author: str) -> set[str]:
         """Keys of the models by ``author`` (whole string, any case)."""
-        rows = self._records._query(
-            "SELECT model_key FROM model_metadata WHERE author = ? COLLATE NOCASE ORDER BY rowid", (author,)
-        )
-        return [row[0] for row in rows]
+        rows = self._records._query("SELECT model_key FROM model_metadata WHERE author = ? COLLATE NOCASE", (author,))
+        return {row[0] for row in rows}
 
-    def search_by_name(self, name: str) -> list[str]:
+    def search_by_name(self, name: str) -> set[str]:
         """Keys of the models whose repository name is ``name`` (whole string, any case)."""
-        rows = self._records._query(
-            "SELECT model_key FROM model_metadata WHERE name = ? COLLATE NOCASE ORDER BY rowid", (name,)
-        )
-        return [row[0] for row in rows]
+        rows = self._records._query("SELECT model_key FROM model_metadata WHERE name = ? COLLATE NOCASE", (name,))
+        return {row[0] for row in rows}
 
     def all_tags(self) -> list[str]:
         """Every tag some model's metadata has, sorted."""

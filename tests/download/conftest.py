@@ -10,20 +10,25 @@ from pathlib import Path
 
 import pytest
 
-from reconciler.download import DownloadQueueService, RetryPolicy
+from reconciler.download import EVENT_PREFIX, DownloadJobBase, DownloadQueueService, RetryPolicy
 from reconciler.events import Event
 
 from .server import FaultServer
 
 
 class Recorder:
-    """Collects events; thread-safe."""
+    """A download event handler that keeps a snapshot of the job at each event; thread-safe.
+
+    Handlers are called with the job itself; each call is kept as an :class:`Event` named
+    ``download_<status>`` whose payload is ``job.event_payload()`` at that moment.
+    """
 
     def __init__(self) -> None:
         self.events: list[Event] = []
         self.lock = threading.Lock()
 
-    def __call__(self, event: Event) -> None:
+    def __call__(self, job: DownloadJobBase) -> None:
+        event = Event(EVENT_PREFIX + job.status.value, job.event_payload())
         with self.lock:
             self.events.append(event)
 

@@ -41,11 +41,11 @@ def test_event_sequence_and_payload(server, queue, tmp_path, recorder):
 def test_job_handlers_run_before_queue_handlers_and_raising_is_harmless(server, make_queue, tmp_path):
     order: list[str] = []
 
-    def bad(event):
-        order.append("job:" + event.name)
+    def bad(job):
+        order.append(f"job:download_{job.status.value}")
         raise RuntimeError("broken progress bar")
 
-    q = make_queue(event_handlers=[lambda e: order.append("queue:" + e.name)])
+    q = make_queue(event_handlers=[lambda j: order.append(f"queue:download_{j.status.value}")])
     server.add_file("/h.bin", data=DATA)
     job = q.create_download_job(server.url("/h.bin"), tmp_path, event_handlers=[bad])
     q.wait_for_job(job, 20)
@@ -70,12 +70,12 @@ def test_concurrency_beyond_max_parallel(server, make_queue, tmp_path):
     q = make_queue(max_parallel_dl=2, connections_per_file=1)
     active, peak, lock = [0], [0], threading.Lock()
 
-    def track(e):
+    def track(job):
         with lock:
-            if e.name == "download_running" and e.payload["bytes"] == 0:
+            if job.status == DownloadJobStatus.RUNNING and job.bytes == 0:
                 active[0] += 1
                 peak[0] = max(peak[0], active[0])
-            elif e.name == "download_completed":
+            elif job.status == DownloadJobStatus.COMPLETED:
                 active[0] -= 1
 
     for i in range(6):
@@ -207,12 +207,19 @@ def test_multifile_job(server, queue, tmp_path, recorder):
         server.add_file("/repo/resolve/main/" + rel, data=data)
         parts.append(DownloadPart(server.url("/repo/resolve/main/" + rel), rel,
                                   expected_size=len(data), expected_sha256=sha(data)))
+    snapshots = []  # what a handler sees: the job's sum and its parts agree at every event
+
+    def consistent(j):
+        snapshots.append((j.status, j.bytes, sum(p.bytes for p in j.parts), [p.status for p in j.parts]))
+
     job = MultiFileDownloadJob(source="hf://org/repo@main", destination=tmp_path / "snap", parts=parts,
-                               access_token="hf_tok")
+                               access_token="hf_tok", event_handlers=[consistent])
     assert job.total_bytes == sum(len(d) for d in files.values())
     queue.submit_download_job(job)
     queue.wait_for_job(job, 20)
     assert job.status == DownloadJobStatus.COMPLETED, job.error
+    assert all(total == of_parts for _s, total, of_parts, _p in snapshots) and len(snapshots) >= 3
+    assert snapshots[-1][0] == DownloadJobStatus.COMPLETED and set(snapshots[-1][3]) == {DownloadJobStatus.COMPLETED}
     for rel, data in files.items():
         assert (tmp_path / "snap" / rel).read_bytes() == data
     assert all(p.status == DownloadJobStatus.COMPLETED and p.bytes == p.total_bytes for p in job.parts)

@@ -257,3 +257,51 @@ def test_unknown_repo_and_revision(remote_ws, sd_repo_files):  # noqa: F811
     manifest(ws, "{name: a, source: tiny/sd, revision: v9}")
     result = ws.cli("plan", str(ws.manifests))
     assert result.exit_code == 1 and "v9" in result.stderr
+
+
+def test_civitai_model_page_url_resolves_to_the_newest_version_and_the_lock_pins_it(remote_ws, tmp_path):
+    """A pasted model-page URL without ?modelVersionId= takes the model's newest version; the
+    plan says which, `lock` pins it, and apply installs exactly that version even after a newer one."""
+    ws = remote_ws
+    old = write_lora_kohya(ws.root / "old.safetensors", base="sd-1").read_bytes()
+    new = write_lora_kohya(ws.root / "new.safetensors", base="sdxl").read_bytes()
+    ws.hub.add_civitai_version(1001, 215796, [{"name": "old.safetensors", "bytes": old, "primary": True}],
+                               base_model="SD 1.5", version_name="v1")
+    ws.hub.add_civitai_version(1002, 215796, [{"name": "new.safetensors", "bytes": new, "primary": True}],
+                               base_model="SDXL 1.0", version_name="v2")
+    # pasted from civitai.com; resolved against the configured endpoint (the fake hub)
+    manifest(ws, "{name: page, source: 'https://civitai.com/models/215796/some-name'}")
+
+    result = ws.cli("plan", str(ws.manifests))
+    assert result.exit_code == 0, result.output
+    assert "civitai:model/215796" in result.stdout
+    assert "Civitai model 215796 names no version: its newest, 1002 ('v2'), is used" in result.stdout
+
+    assert ws.cli("lock", str(ws.manifests)).exit_code == 0
+    locked = yaml.safe_load((ws.root / "reconciler.lock").read_text())["models"]["page"]
+    assert locked["source"] == "civitai:model/215796" and locked["revision"] == "1002"
+    assert [f["path"] for f in locked["files"]] == ["new.safetensors"]
+    assert locked["files"][0]["sha256"] == hashlib.sha256(new).hexdigest()
+
+    # a newer version appears: the lock still pins 1002, without the network for planning
+    newest = write_lora_kohya(ws.root / "newest.safetensors", base="sd-1").read_bytes()
+    ws.hub.add_civitai_version(1003, 215796, [{"name": "newest.safetensors", "bytes": newest, "primary": True}])
+    plan = ws.plan_json()
+    (action,) = plan["actions"]
+    assert action["action"] == "create" and [f["path"] for f in action["files"]] == ["new.safetensors"]
+    assert "locked at 1002" in action["notes"]
+
+    result = ws.cli("apply", "-y", "--locked", str(ws.manifests))
+    assert result.exit_code == 0, result.output
+    rec = records(ws)["page"]
+    assert rec.source == "civitai:model/215796" and rec.source_revision == "1002"
+    assert (ws.models_dir / rec.path).read_bytes() == new and rec.base.value == "sdxl"
+    assert json.loads(rec.source_api_response)["id"] == 1002, "the API's answer is the locked version's"
+    assert ws.cli("plan", "--detailed-exitcode", str(ws.manifests)).exit_code == 0
+
+    # without the lock, a plan moves on to the newest version
+    (ws.root / "reconciler.lock").unlink()
+    plan = ws.plan_json()
+    (action,) = plan["actions"]
+    assert action["action"] == "replace" and "1002 -> 1003" in action["reason"]
+    assert any("its newest, 1003" in n for n in action["notes"])

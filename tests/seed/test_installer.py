@@ -340,3 +340,27 @@ def test_start_syncs_to_config_without_deleting(hub_config: AppSettings, tmp_pat
     finally:
         installer.stop()
         store.close()
+
+
+@pytest.mark.parametrize(("precision", "weights"), [
+    ("auto", "diffusion_pytorch_model.fp16.safetensors"),
+    ("float32", "diffusion_pytorch_model.safetensors"),
+])
+def test_the_variant_is_filled_in_from_the_precision(hub_config: AppSettings, seed_hub: FakeHub,
+                                                     sd15_files: dict[str, bytes], precision: str,
+                                                     weights: str) -> None:
+    """"The variant, if not provided, will be automatically filled in with fp32 if the user
+    has requested full precision, and fp16 otherwise" (``model/name::vae``)."""
+    seed_hub.add_repo(SD15, sd15_files)
+    settings = hub_config.model_copy(update={"precision": precision})
+    store = ModelRecordServiceSQL(settings.db_path)
+    installer = ModelInstallService(app_config=settings, record_store=store)
+    try:
+        job = installer.heuristic_import(f"{SD15}::vae")
+        installer.wait_for_job(job)
+        assert job.complete, job.error
+        folder = settings.models_dir / job.config_out.path
+        assert {p.name for p in folder.iterdir()} == {"config.json", weights}
+    finally:
+        installer.stop()
+        store.close()

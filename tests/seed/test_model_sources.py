@@ -9,7 +9,13 @@ import pytest
 from pydantic import ValidationError
 from pydantic.networks import AnyHttpUrl
 
-from reconciler import HFModelSource, LocalModelSource, ModelInstallService, ModelRecordServiceSQL, URLModelSource
+from reconciler import (
+    HFModelSource,
+    LocalModelSource,
+    ModelInstallService,
+    ModelRecordServiceSQL,
+    URLModelSource,
+)
 from reconciler.sources.parse import parse_source
 from reconciler.taxonomy import ModelRepoVariant
 from reconciler.testing.models import write_lora_kohya

@@ -74,8 +74,14 @@ def test_errors(hub: FakeHub, lora: bytes) -> None:
     with pytest.raises(SourceNotFoundError, match="Civitai model version 999 not found"):
         resolve_civitai(CivitaiModelSource(version_id=999), hub.civitai_endpoint, None)
     fetch = CivitaiMetadataFetch(requests.Session(), hub.civitai_endpoint)
-    with pytest.raises(SourceError, match="modelVersionId"):
-        fetch.from_url(f"{hub.civitai_endpoint}/models/{MODEL}")
+    with pytest.raises(SourceNotFoundError, match="Civitai model 999 not found"):
+        fetch.from_url(f"{hub.civitai_endpoint}/models/999")
+    with pytest.raises(SourceError, match="not a Civitai model URL"):
+        fetch.from_url("https://example.com/x.safetensors")
+    with pytest.raises(SourceError, match="belongs to model 58390, not 1"):
+        fetch.from_civitai_versionid(VERSION, model_id=1)
+    with pytest.raises(SourceError, match="positive integer"):
+        fetch.from_civitai_modelid("abc")
     hub.server.add_handler("/civitai/api/v1/model-versions/5", lambda r: (200, {}, b"{not json"))
     with pytest.raises(SourceError, match="malformed JSON"):
         fetch.from_id(5)
@@ -118,3 +124,36 @@ def test_pasted_download_url_token(hub: FakeHub, lora: bytes) -> None:
     r = resolve_civitai(source, hub.civitai_endpoint, None)
     assert TOKEN not in repr(r) and TOKEN not in r.files[0].url
     assert {v for _, v in hub.authorizations()} == {f"Bearer {TOKEN}"}
+
+
+def test_model_id_finds_the_newest_version(hub: FakeHub, lora: bytes) -> None:
+    newer = hub.add_civitai_version(VERSION + 100, MODEL, files=[{"name": "v2.safetensors", "bytes": b"two",
+                                                                    "primary": True}], version_name="v2.0")
+    hub.add_civitai_version(VERSION + 200, MODEL + 1, files=[{"name": "other.safetensors", "bytes": b"x",
+                                                                "primary": True}])  # another model's
+    fetch = CivitaiMetadataFetch(requests.Session(), hub.civitai_endpoint)
+    meta = fetch.from_civitai_modelid(MODEL)
+    assert isinstance(meta, CivitaiMetadata)
+    assert (meta.id, meta.version_id, meta.version_name) == (MODEL, newer["id"], "v2.0")
+    assert [f.path for f in meta.files] == ["v2.safetensors"]
+    for url in (f"{hub.civitai_endpoint}/models/{MODEL}", f"{hub.civitai_endpoint}/models/{MODEL}/detail-tweaker",
+                f"https://civitai.com/models/{MODEL}"):  # a civitai.com URL reads the configured endpoint
+        assert fetch.from_url(url) == meta
+    assert fetch.from_civitai_versionid(VERSION).version_id == VERSION  # an older version, by its id
+
+
+def test_model_source_resolves_to_the_newest_version_with_a_note(hub: FakeHub, lora: bytes) -> None:
+    source = parse_source(f"{hub.civitai_endpoint}/models/{MODEL}", civitai_hosts=[hub.civitai_endpoint])
+    assert source == CivitaiModelSource(model_id=MODEL)
+    r = resolve_civitai(source, hub.civitai_endpoint, None)  # type: ignore[arg-type]
+    assert r.revision == str(VERSION) and r.files[0].path == "add_detail.safetensors"
+    assert r.files[0].url == f"{hub.civitai_endpoint}/api/download/models/{VERSION}"
+    assert r.notes == [f"Civitai model {MODEL} names no version: its newest, {VERSION} ('v1.0'), is used "
+                       "(`reconciler lock` pins it)"]
+    hub.add_civitai_version(VERSION + 1, MODEL, files=[{"name": "new.safetensors", "bytes": b"n", "primary": True}])
+    assert resolve_civitai(source, hub.civitai_endpoint, None).revision == str(VERSION + 1)  # type: ignore[arg-type]
+    pinned = resolve_civitai(source, hub.civitai_endpoint, None, revision=str(VERSION))  # type: ignore[arg-type]
+    assert pinned.revision == str(VERSION) and pinned.notes == []  # a lock's revision wins
+    hub.add_civitai_version(5, 5, files=[{"name": "five.safetensors", "bytes": b"5", "primary": True}])
+    with pytest.raises(SourceError, match="belongs to model 5, not to model 58390"):
+        resolve_civitai(source, hub.civitai_endpoint, None, revision="5")  # type: ignore[arg-type]

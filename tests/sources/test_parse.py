@@ -94,6 +94,31 @@ def test_civitai_forms(text: str, version: int) -> None:
     assert parse_source(text) == CivitaiModelSource(version_id=version)
 
 
+CIVITAI_MODEL_FORMS = [
+    ("civitai:model/215796", 215796),
+    ("CIVITAI:Model/ 7", 7),
+    ("https://civitai.com/models/215796", 215796),
+    ("https://civitai.com/models/215796/", 215796),
+    ("https://civitai.com/models/215796/some-name", 215796),
+    ("https://www.civitai.com/models/215796/some-name?x=1", 215796),
+]
+
+
+@pytest.mark.parametrize(("text", "model"), CIVITAI_MODEL_FORMS, ids=[t for t, _ in CIVITAI_MODEL_FORMS])
+def test_civitai_model_page_forms_name_the_model(text: str, model: int) -> None:
+    """A model page without ?modelVersionId= names the model (its newest version, chosen at resolve time)."""
+    src = parse_source(text)
+    assert src == CivitaiModelSource(model_id=model)
+    assert str(src) == f"civitai:model/{model}" and parse_source(str(src)) == src
+
+
+def test_civitai_source_takes_a_version_or_a_model() -> None:
+    with pytest.raises(ValueError, match="exactly one"):
+        CivitaiModelSource()
+    with pytest.raises(ValueError, match="exactly one"):
+        CivitaiModelSource(version_id=1, model_id=2)
+
+
 def test_civitai_download_url_token_becomes_access_token_and_is_hidden() -> None:
     src = parse_source("https://civitai.com/api/download/models/12?token=s3cret")
     assert isinstance(src, CivitaiModelSource)
@@ -182,7 +207,9 @@ ERRORS = [
     ("ftp://example.com/x.safetensors", "unsupported URL scheme 'ftp'"),
     ("s3://bucket/x", "unsupported URL scheme 's3'"),
     ("https://", "not a valid http(s) URL"),
-    ("https://civitai.com/models/4201", "modelVersionId"),
+    ("civitai:model/", "model id must be a positive integer"),
+    ("civitai:model/0", "model id must be a positive integer"),
+    ("civitai:model/x", "model id must be a positive integer"),
     ("https://civitai.com/models/4201?modelVersionId=abc", "positive integer"),
     ("https://civitai.com/images/77", "not a Civitai model-version URL"),
     ("own er/name", "invalid Hugging Face repo id"),
@@ -235,6 +262,7 @@ def test_canonical_strings() -> None:
     assert str(hf("owner/name", file="p/f.safetensors")) == "hf://owner/name::p/f.safetensors"
     assert str(hf("owner/name", revision="abc123", variant=FP16)) == "hf://owner/name@abc123:fp16"
     assert str(CivitaiModelSource(version_id=62833)) == "civitai:62833"
+    assert str(CivitaiModelSource(model_id=215796)) == "civitai:model/215796"
     assert str(URLModelSource(url="https://e.com/x")) == "https://e.com/x"
     assert str(LocalModelSource(path=Path("/srv/x.safetensors"))) == "/srv/x.safetensors"
     assert parse is parse_source
@@ -257,6 +285,7 @@ def _all_sources(tmp_path: Path) -> list[object]:
     ):
         out.append(HFModelSource(repo_id=repo, variant=variant, subfolder=sub, file=file, revision=rev))
     out += [CivitaiModelSource(version_id=v) for v in (1, 62833, 10**12)]
+    out += [CivitaiModelSource(model_id=m) for m in (1, 215796)]
     out += [URLModelSource(url=u) for u in ("https://e.com/x", "http://127.0.0.1:9/a?b=c#d")]
     out += [
         LocalModelSource(path=p) for p in (tmp_path / "x.safetensors", tmp_path / "dir name" / "m", Path("/"))
@@ -274,7 +303,8 @@ def test_round_trip_exhaustive(tmp_path: Path) -> None:
 
 
 def test_round_trip_of_every_parsed_form(tmp_path: Path) -> None:
-    texts = [t for t, _ in HF_FORMS] + [t for t, _ in CIVITAI_FORMS] + ["./a.safetensors", "https://e.com/x"]
+    texts = [t for t, _ in HF_FORMS] + [t for t, _ in CIVITAI_FORMS] + [t for t, _ in CIVITAI_MODEL_FORMS]
+    texts += ["./a.safetensors", "https://e.com/x"]
     for text in texts:
         src = parse_source(text, base_dir=tmp_path)
         assert parse_source(str(src), base_dir=tmp_path / "other") == src, text
@@ -285,6 +315,7 @@ def test_tokens_never_shown_and_excluded_from_dumps() -> None:
         HFModelSource(repo_id="o/n", access_token="hf_SECRET"),
         URLModelSource(url="https://e.com/x", access_token="hf_SECRET"),
         CivitaiModelSource(version_id=1, access_token="hf_SECRET"),
+        CivitaiModelSource(model_id=1, access_token="hf_SECRET"),
     ):
         for shown in (str(src), repr(src), src.model_dump_json(), str(src.model_dump()), f"{src!s}"):
             assert "hf_SECRET" not in shown

@@ -97,7 +97,7 @@ def test_add_get_update(meta: ModelMetadataStore, records: ModelRecordServiceSQL
     assert isinstance(got, HuggingFaceMetadata) and got == hf_meta()
     meta.update_metadata("m1", civitai_meta())
     assert isinstance(meta.get_metadata("m1"), CivitaiMetadata)
-    assert meta.search_by_tag(["sdxl"]) == [] and meta.search_by_tag(["lora"]) == ["m1"]
+    assert meta.search_by_tag(["sdxl"]) == set() and meta.search_by_tag(["lora"]) == {"m1"}
     meta.update_metadata("m1", hf_meta().model_dump(mode="json"))  # a dict works too
     meta.update_metadata("m1", hf_meta().model_dump_json())  # and JSON
     assert meta.get_metadata("m1") == hf_meta()
@@ -123,14 +123,14 @@ def test_searches(meta: ModelMetadataStore) -> None:
     meta.add_metadata("m1", hf_meta("sdxl", "stabilityai", {"diffusers", "sdxl", "text-to-image"}))
     meta.add_metadata("m2", hf_meta("sd15", "runwayml", {"diffusers", "text-to-image"}))
     meta.add_metadata("m3", civitai_meta())
-    assert meta.search_by_tag(["diffusers"]) == ["m1", "m2"]
-    assert meta.search_by_tag(["diffusers", "sdxl"]) == ["m1"]  # all tags, not any
-    assert meta.search_by_tag("lora") == ["m3"]  # a bare string is one tag
-    assert meta.search_by_tag(["lora", "sdxl"]) == []
-    assert meta.search_by_tag([]) == ["m1", "m2", "m3"]
-    assert meta.search_by_author("StabilityAI") == ["m1"]  # whole string, any case
-    assert meta.search_by_author("stability") == []
-    assert meta.search_by_name("detail tweaker") == ["m3"]
+    assert meta.search_by_tag(["diffusers"]) == {"m1", "m2"}
+    assert meta.search_by_tag({"diffusers", "sdxl"}) == {"m1"}  # all tags, not any
+    assert meta.search_by_tag("lora") == {"m3"}  # a bare string is one tag
+    assert meta.search_by_tag(["lora", "sdxl"]) == set()
+    assert meta.search_by_tag([]) == {"m1", "m2", "m3"}
+    assert meta.search_by_author("StabilityAI") == {"m1"}  # whole string, any case
+    assert meta.search_by_author("stability") == set()
+    assert meta.search_by_name("detail tweaker") == {"m3"}
     assert [k for k, _ in meta.list_all_metadata()] == ["m1", "m2", "m3"]
     assert meta.all_tags() == sorted({"diffusers", "sdxl", "text-to-image", "lora", "detail"})
 
@@ -151,7 +151,7 @@ def test_deleting_the_record_deletes_its_metadata(meta: ModelMetadataStore, reco
     records.del_model("m1")
     with pytest.raises(UnknownModelException):
         meta.get_metadata("m1")
-    assert meta.search_by_tag(["shared"]) == ["m2"]
+    assert meta.search_by_tag(["shared"]) == {"m2"}
     assert meta.all_tags() == ["shared"]  # the cascade dropped m1's links and its unused tag
     conn = records._conn
     assert conn.execute("SELECT COUNT(*) FROM metadata_tags WHERE model_key = 'm1'").fetchone() == (0,)
