@@ -53,7 +53,7 @@ def install_remote_job(service: ModelInstallService, job: ModelInstallJob) -> st
     job.status = InstallStatus.DOWNLOADING
     download_resolved(service, job.source, resolved, staging, job)
     job.status = InstallStatus.RUNNING
-    service._emit("model_install_running", id=job.id, source=str(job.source), local_path=str(staging))
+    service.emit("model_install_running", id=job.id, source=str(job.source), local_path=str(staging))
     model_path = staging / resolved.files[0].dest if resolved.single_file else staging
     config = dict(job.config_in)
     config.setdefault("name", resolved.name_hint)
@@ -67,7 +67,7 @@ def install_remote_job(service: ModelInstallService, job: ModelInstallJob) -> st
         config.setdefault("source_api_response", resolved.api_response)
     digests = {("" if resolved.single_file else f.dest): f.sha256 for f in resolved.files if f.sha256}
     try:
-        key = service._install_staged(model_path, config, digests, job.replace_key, shown_as=str(job.source))
+        key = service.install_staged(model_path, config, digests, job.replace_key, shown_as=str(job.source))
     finally:
         discard(staging)
     if service.metadata_store is not None and resolved.metadata is not None:
@@ -105,14 +105,14 @@ def download_resolved(service: ModelInstallService, source: ModelSource, resolve
             return
         job.bytes = dl.bytes
         job.total_bytes = dl.total_bytes or job.total_bytes
-        service._emit("model_install_downloading", id=job.id, source=str(source), local_path=str(staging),
+        service.emit("model_install_downloading", id=job.id, source=str(source), local_path=str(staging),
                    bytes=job.bytes, total_bytes=job.total_bytes, parts=[part_progress(p, staging) for p in dl.parts])
 
     download = MultiFileDownloadJob(source=str(source), destination=staging, parts=parts,
                                     access_token=token_for(source), event_handlers=[on_progress])
     if job is not None:
         job._download_job = download
-    queue = service._queue()
+    queue = service.queue()
     queue.submit_download_job(download)
     queue.wait_for_job(download)
     if job is not None and job.cancelled:

@@ -23,24 +23,20 @@ from pathlib import Path
 from typing import Any, Optional
 
 from reconciler.configs import (
-    FileState,
     ModelConfigBase,
     canonical_field_names,
     new_model_key,
-    validate_config,
 )
 from reconciler.errors import (
-    DuplicateModelException,
-    InstallError,
     InvalidModelError,
     SourceNotFoundError,
     UnknownJobIDException,
-    UnknownModelException,
 )
 from reconciler.events import EventBus
-from reconciler.install import remote
-from reconciler.install.copy import discard, move_into_place, prune_empty_parents, stage_copy, with_sha256
+from reconciler.install import landing, remote
+from reconciler.install.copy import discard, prune_empty_parents, stage_copy
 from reconciler.install.jobs import InstallStatus, ModelInstallJob, SourceJobMap
+from reconciler.install.landing import PROBED_KEYS
 from reconciler.install.paths import install_destination, is_inside, record_path, resolve_model_path
 from reconciler.probe.hashing import file_states, states_hash
 from reconciler.probe.probe import probe_model
@@ -51,8 +47,6 @@ from reconciler.store.base import ModelRecordServiceBase
 
 log = logging.getLogger(__name__)
 
-#: config keys the prober decides unless the caller overrides them
-PROBED_KEYS = ("type", "format", "base", "variant", "prediction_type", "upcast_attention", "repo_variant", "config")
 
 
 def local_fingerprint(path: Path) -> str:
@@ -157,7 +151,7 @@ class ModelInstallService:
                 self._executor = ThreadPoolExecutor(max_workers=max(2, self.app_config.max_parallel_dl),
                                                     thread_name_prefix="install")
             executor = self._executor
-        self._emit("model_install_waiting", id=job.id, source=str(source))
+        self.emit("model_install_waiting", id=job.id, source=str(source))
         executor.submit(self._run_job, job)
         return job
 
@@ -228,7 +222,7 @@ class ModelInstallService:
                 return
             if isinstance(job.source, LocalModelSource):
                 job.status = InstallStatus.RUNNING
-                self._emit("model_install_running", id=job.id, source=str(job.source))
+                self.emit("model_install_running", id=job.id, source=str(job.source))
                 key = self._install_local_job(job)
             else:
                 key = self._install_remote_job(job)
@@ -236,17 +230,17 @@ class ModelInstallService:
                 return
             job.config_out = self.record_store.get_model(key)
             job.status = InstallStatus.COMPLETED
-            self._emit("model_install_completed", id=job.id, source=str(job.source), key=key,
+            self.emit("model_install_completed", id=job.id, source=str(job.source), key=key,
                        total_bytes=job.total_bytes)
         except BaseException as exc:  # noqa: BLE001 - a job reports its failure, the worker lives on
             if not job.cancelled:
                 job.set_error(exc)
                 log.debug("install job %s failed", job.id, exc_info=True)
-                self._emit("model_install_error", id=job.id, source=str(job.source), error_type=job.error_type,
+                self.emit("model_install_error", id=job.id, source=str(job.source), error_type=job.error_type,
                            error=job.error)
         finally:
             if job.cancelled:
-                self._emit("model_install_cancelled", id=job.id, source=str(job.source))
+                self.emit("model_install_cancelled", id=job.id, source=str(job.source))
             job._done.set()
 
     def _install_local_job(self, job: ModelInstallJob) -> str:
@@ -295,7 +289,8 @@ class ModelInstallService:
 
         return resolve_source(source, self.app_config, session=self.session)
 
-    def _queue(self) -> Any:
+    def queue(self) -> Any:
+        """The download queue: the one given to the service, else one made from the settings."""
         with self._jobs_lock:
             if self.download_queue is None:
                 from reconciler.download import DownloadQueueService
@@ -310,30 +305,13 @@ class ModelInstallService:
                 self._own_queue = True
             return self.download_queue
 
-    def _check_destination_free(self, dest: Path, replace_key: Optional[str]) -> None:
-        """Refuse to put new files at ``dest`` unless they replace ``replace_key``'s own.
+    def install_staged(self, model_path: Path, config: Mapping[str, Any], digests: Mapping[str, str],
+                       replace_key: Optional[str], probed: bool = False, shown_as: Optional[str] = None) -> str:
+        """Move staged files (under tmp/) into place and write the record; returns its key.
 
-        Files that no record owns are the user's (InstallError); files of another record
-        are that model (DuplicateModelException: installing the same model twice, or two
-        models whose name, base and type meet at one path).
-        """
-        if not (dest.exists() or dest.is_symlink()):
-            return
-        owners = [c for c in self.record_store.search_by_path(record_path(self.models_dir, dest))
-                  if c.key != replace_key]
-        if owners:
-            raise DuplicateModelException(
-                f"{dest} is already installed as model {owners[0].key} ({owners[0].name!r}); "
-                "delete it or install under another name")
-        if replace_key is None:
-            raise InstallError(f"{dest} already exists and no record owns it; refusing to overwrite it")
-
-    def _install_staged(self, model_path: Path, config: Mapping[str, Any], digests: Mapping[str, str],
-                        replace_key: Optional[str], probed: bool = False, shown_as: Optional[str] = None) -> str:
-        """Move staged files (already under tmp/) into place and write the record.
-
-        ``probed``: ``config`` already holds the prober's fields (a local copy probed at its
-        source).  ``shown_as`` names the source in a probe error instead of the staging path.
+        Every install ends here (see :mod:`reconciler.install.landing`).  ``probed``:
+        ``config`` already holds the prober's fields; ``shown_as`` names the source in a
+        probe error instead of the staging path.
         """
         if probed:
             data = dict(config)
@@ -344,43 +322,8 @@ class ModelInstallService:
                 if shown_as is None:
                     raise
                 raise type(exc)(str(exc).replace(str(model_path), shown_as)) from exc
-        new_key = str(data.pop("key", None) or new_model_key())
-        dest = install_destination(self.models_dir, data["base"], data["type"], data["name"], model_path)
         with self._install_lock:  # the seed's single serialized install step: check, move, record
-            return self._move_and_record(model_path, dest, data, digests, new_key, replace_key)
-
-    def _move_and_record(self, model_path: Path, dest: Path, data: dict[str, Any], digests: Mapping[str, str],
-                         new_key: str, replace_key: Optional[str]) -> str:
-        """Rename the staged files to ``dest`` and write the record; on failure put both back."""
-        old = self.record_store.get_model(replace_key) if replace_key else None
-        self._check_destination_free(dest, replace_key)
-        displaced = move_into_place(model_path, dest, self.app_config.tmp_dir)
-        try:
-            states = with_sha256(file_states(dest), digests)
-            data.update(path=record_path(self.models_dir, dest), inplace=False, hash=states_hash(states))
-            if old is None:
-                key = self._add_record(new_key, data, states)
-            else:
-                merged = {**old.model_dump(exclude={"key"}), **data}
-                for stale in PROBED_KEYS:
-                    if stale not in data:
-                        merged.pop(stale, None)
-                self.record_store.update_model(old.key, validate_config({**merged, "key": old.key}))
-                self.record_store.set_files(old.key, states)
-                key = old.key
-                old_path = resolve_model_path(self.models_dir, old)
-                if not old.inplace and old_path.absolute() != dest.absolute() and is_inside(old_path, self.models_dir):
-                    discard(old_path)
-                    prune_empty_parents(old_path, self.models_dir)
-        except BaseException:
-            os.replace(dest, model_path)  # the new files go back to staging, which the caller clears
-            if displaced is not None:
-                os.replace(displaced, dest)
-                displaced = None
-            raise
-        finally:
-            discard(displaced)
-        return key
+            return landing.land(self.record_store, self.app_config, model_path, data, digests, replace_key)
 
     @property
     def models_dir(self) -> Path:
@@ -409,7 +352,7 @@ class ModelInstallService:
         data.setdefault("source", str(model_path.absolute()))
         states = file_states(model_path)
         data["hash"] = states_hash(states)
-        return self._add_record(key, data, states)
+        return landing.add_record(self.record_store, key, data, states)
 
     def install_path(self, model_path: Path | str, config: Optional[Mapping[str, Any]] = None) -> str:
         """Copy a model into ``<models_dir>/<base>/<type>/<name>`` and register it."""
@@ -436,18 +379,18 @@ class ModelInstallService:
         data.setdefault("source", str(model_path.absolute()))
         data.setdefault("source_fingerprint", local_fingerprint(model_path))
         dest = install_destination(self.models_dir, data["base"], data["type"], data["name"], model_path)
-        self._check_destination_free(dest, replace_key)
+        landing.check_destination_free(self.record_store, self.models_dir, dest, replace_key)
         if emit:
-            self._emit("model_install_running", source=str(model_path), local_path=str(dest))
+            self.emit("model_install_running", source=str(model_path), local_path=str(dest))
         staged, digests = stage_copy(model_path, self.app_config.tmp_dir)
         try:
-            key = self._install_staged(staged, data, digests, replace_key, probed=True)
+            key = self.install_staged(staged, data, digests, replace_key, probed=True)
         finally:
             discard(staged)  # gone already when the install moved it into place
         record = self.record_store.get_model(key)
         dest = resolve_model_path(self.models_dir, record)
         if emit:
-            self._emit("model_install_completed", source=str(model_path), key=key, total_bytes=_size(dest))
+            self.emit("model_install_completed", source=str(model_path), key=key, total_bytes=_size(dest))
         return record
 
     def adopt_path(
@@ -465,7 +408,7 @@ class ModelInstallService:
         states = file_states(model_path)
         data.update(path=record_path(self.models_dir, model_path), inplace=owned_by_user, hash=states_hash(states))
         data.setdefault("source", str(model_path.absolute()))
-        return self._add_record(key, data, states)
+        return landing.add_record(self.record_store, key, data, states)
 
     def reregister_inplace(self, key: str, model_path: Path | str, config: Optional[Mapping[str, Any]] = None) -> str:
         """Point an existing record (same key) at files registered in place.
@@ -516,7 +459,7 @@ class ModelInstallService:
         if not record.inplace and is_inside(path, self.models_dir):
             discard(path)
             prune_empty_parents(path, self.models_dir)
-        self._emit("model_install_deleted", key=key, local_path=str(path))
+        self.emit("model_install_deleted", key=key, local_path=str(path))
 
     def unconditionally_delete(self, key: str) -> None:
         """Remove the record and its files wherever they are (the caller asked for it)."""
@@ -524,7 +467,7 @@ class ModelInstallService:
         path = resolve_model_path(self.models_dir, record)
         self.record_store.del_model(key)
         discard(path)
-        self._emit("model_install_deleted", key=key, local_path=str(path))
+        self.emit("model_install_deleted", key=key, local_path=str(path))
 
     # --- helpers ---------------------------------------------------------------------------------
     def _existing(self, model_path: Path | str) -> Path:
@@ -533,16 +476,8 @@ class ModelInstallService:
             raise SourceNotFoundError(f"{path} does not exist")
         return path
 
-    def _add_record(self, key: str, data: dict[str, Any], files: list[FileState]) -> str:
-        config = validate_config({**data, "key": key})
-        self.record_store.add_model(key, config)
-        try:
-            self.record_store.set_files(key, files)
-        except UnknownModelException:  # pragma: no cover - added just above
-            raise
-        return key
-
-    def _emit(self, name: str, **payload: Any) -> None:
+    def emit(self, name: str, **payload: Any) -> None:
+        """Report ``name`` with ``payload`` on the service's event bus (the seed's model events)."""
         self.event_bus.emit(name, **payload)
 
 
