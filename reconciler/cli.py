@@ -67,6 +67,15 @@ def fail(message: str) -> None:
     sys.stderr.flush()
 
 
+def failure_line(action: Any) -> str:
+    """The stderr line of one failed action: a plan error as the plan worded it; an action
+    that failed while running, with what it was doing to which model."""
+    if action.is_error:
+        return str(action.error)
+    message = str(action.result or "").removeprefix("error: ")
+    return f"{action.action.value} {action.set}/{action.name}: {message}"
+
+
 def handle_errors(func: F) -> F:
     """Turn ReconcilerError (and OSError) into one stderr line and exit 1."""
 
@@ -128,11 +137,16 @@ def _plan_options(state: CliState, no_prune: bool, targets: tuple[str, ...], all
 @click.pass_obj
 @handle_errors
 def validate(state: CliState, paths: tuple[Path, ...]) -> None:
-    """Check manifests (schema and semantics); no network."""
-    from reconciler.reconcile.api import manifest_paths
-    from reconciler.reconcile.manifest import load_manifests
+    """Check manifests (schema and semantics) and that local sources are models; no network."""
+    from reconciler.reconcile.api import read_manifests
+    from reconciler.reconcile.planner import check_local_entries
 
-    manifest = load_manifests(manifest_paths(paths, state.settings))
+    manifest = read_manifests(paths, state.settings)
+    problems = check_local_entries(manifest)
+    for problem in problems:
+        fail(problem)
+    if problems:
+        sys.exit(EXIT_ERROR)
     entries = manifest.entries()
     if not state.quiet:
         click.echo(f"Valid: {len(manifest.sets)} model set(s), {len(entries)} model(s).")
@@ -163,6 +177,10 @@ def plan(state: CliState, paths: tuple[Path, ...], output: str, out_file: Option
         the_plan.save(out_file)
         if output == "text" and not state.quiet:
             click.echo(f"Saved the plan to {out_file}; run `reconciler apply {out_file}` to carry it out.", err=True)
+    for action in the_plan.errors:  # one line each; errors win over --detailed-exitcode's 2
+        fail(action.error or action.name)
+    if the_plan.errors:
+        sys.exit(EXIT_ERROR)
     if detailed_exitcode and the_plan.has_changes:
         sys.exit(EXIT_CHANGES)
 
@@ -201,9 +219,7 @@ def apply(state: CliState, paths: tuple[Path, ...], auto_approve: bool, locked: 
     if len(paths) == 1 and is_plan_file(paths[0]):
         saved = Plan.load(paths[0])
     else:
-        from reconciler.reconcile.manifest import load_manifests
-
-        manifest = load_manifests(api.manifest_paths(paths, settings))  # read once, used below
+        manifest = api.read_manifests(paths, settings)  # read once, used below
     if not auto_approve:
         if locked and manifest is not None:  # refuse before showing a plan; with -y, apply() checks
             from reconciler.reconcile.lockfile import read_lock
@@ -212,6 +228,10 @@ def apply(state: CliState, paths: tuple[Path, ...], auto_approve: bool, locked: 
         preview = saved or api.plan(paths, settings, options, manifest=manifest)
         _stdout_console().print(render_plan_markup(preview))
         if not preview.has_changes:
+            for action in preview.errors:
+                fail(action.error or action.name)
+            if preview.errors:
+                sys.exit(EXIT_ERROR)
             return
         answer = click.prompt("Do you want to perform these actions? Only 'yes' will be accepted", default="",
                               show_default=False)
@@ -241,7 +261,7 @@ def apply(state: CliState, paths: tuple[Path, ...], auto_approve: bool, locked: 
     elif not state.quiet:
         _stdout_console().print(render_apply_summary(result.plan))
     for action in result.failed:
-        fail(f"{action.action.value} {action.set}/{action.name}: {action.result}")
+        fail(failure_line(action))
     if not result.ok:
         sys.exit(EXIT_ERROR)
 

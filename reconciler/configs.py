@@ -83,6 +83,12 @@ class ModelConfigBase(BaseModel):
         default=None, description="Cheap fingerprint of a local source at install time (size/mtime)"
     )
     source_revision: Optional[str] = Field(default=None, description="Resolved revision (commit sha, ETag, version)")
+    # --- warm-up (`warm: true`): the last load through the ModelLoadService ---
+    warm_state: Optional[Literal["ok", "failed"]] = Field(default=None, description="Result of the last warm-up")
+    warmed_at: Optional[float] = Field(default=None, description="When the last warm-up ran (epoch seconds)")
+    warm_load_time_s: Optional[float] = Field(default=None, description="Seconds the last warm-up's loads took")
+    warm_hash: Optional[str] = Field(default=None, description="The record's hash when it was last warmed")
+    warm_error: Optional[str] = Field(default=None, description="The loader's message when the warm-up failed")
 
     # --- the seed's field names, for reading (they are accepted as aliases on input) ---
     @property

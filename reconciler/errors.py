@@ -152,6 +152,10 @@ class IntegrityError(DownloadError):
     """Downloaded bytes do not match the expected size or sha256."""
 
 
+class DiskFullError(DownloadError, OSError):
+    """The disk filled up while a download was written (names the bytes needed)."""
+
+
 class AuthenticationRequiredError(DownloadError, PermissionError):
     """The source needs a token (or a better one)."""
 
@@ -165,6 +169,19 @@ class RemoteFileNotFoundError(DownloadError, FileNotFoundError):
 
 class LoadError(ReconcilerError):
     """A model could not be loaded."""
+
+
+class ModelNotFoundException(LoadError, FileNotFoundError):
+    """The record exists but its files are not where it says (the seed's name)."""
+
+
+class NotImplementedException(LoadError, NotImplementedError):
+    """No loader is registered for the model's base, type and format (the seed's name)."""
+
+
+class MissingLoadFilesError(LoadError, FileNotFoundError):
+    """A file the loader needs is not on this machine (e.g. a tokenizer for a single-file
+    checkpoint); the message says how to provide it.  Never fetched from the network."""
 
 
 class OptionalDependencyError(ReconcilerError, ImportError):

@@ -6,6 +6,7 @@ both layers, once.
 
 from __future__ import annotations
 
+import logging
 import re
 import unicodedata
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
@@ -32,6 +33,74 @@ def redact_url(url: str) -> str:
         )
     return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
 
+
+def has_secret(url: str) -> bool:
+    """True when :func:`redact_url` would hide something: a user:password, or a query value
+    that looks secret (a token, key or signature parameter, or any value of 32+ characters)."""
+    try:
+        parts = urlsplit(str(url))
+        if parts.username or parts.password:
+            return True
+        pairs = parse_qsl(parts.query, keep_blank_values=True)
+    except ValueError:
+        return True
+    return any(_SECRET_KEY.search(k) or len(v) >= 32 for k, v in pairs)
+
+
+def shown_url(url: str) -> str:
+    """``url`` as it may be shown or stored: verbatim when it holds no secret, else redacted
+    (a presigned link, a pasted ``?token=`` link)."""
+    return redact_url(url) if has_secret(url) else url
+
+
+
+_QUERY_PAIR = re.compile(r"([?&])([^=&\s#\"'<>]+)=([^&\s#\"'<>]*)")
+
+
+def redact_text(text: str) -> str:
+    """``text`` with secret-looking query values of any URL or request line in it replaced
+    by ``***`` (same rule as :func:`redact_url`)."""
+    if "=" not in text:
+        return text
+
+    def one(m: re.Match[str]) -> str:
+        key, value = m.group(2), m.group(3)
+        if _SECRET_KEY.search(key) or len(value) >= 32:
+            return f"{m.group(1)}{key}=***"
+        return m.group(0)
+
+    return _QUERY_PAIR.sub(one, text)
+
+
+class RedactingFilter(logging.Filter):
+    """A logging filter that redacts secret query values in a record's message (urllib3's
+    debug lines show every request's path with its query string)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # noqa: BLE001 - a malformed record is logging's problem, not ours
+            return True
+        redacted = redact_text(message)
+        if redacted != message:
+            record.msg, record.args = redacted, None
+        return True
+
+
+#: third-party loggers that print request URLs (with their query strings)
+URL_LOGGERS = ("urllib3.connectionpool", "urllib3.util.retry", "requests", "httpx", "httpcore",
+               "huggingface_hub")
+
+
+def install_log_redaction() -> None:
+    """Put a :class:`RedactingFilter` on the loggers that show request URLs (idempotent)."""
+    for name in URL_LOGGERS:
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, RedactingFilter) for f in logger.filters):
+            logger.addFilter(RedactingFilter())
+
+
+install_log_redaction()  # on import: every module that moves bytes or resolves sources imports this one
 
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")

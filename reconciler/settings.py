@@ -55,6 +55,9 @@ class AppSettings(BaseModel):
     ram_cache_size: float = Field(default=6.0, ge=0, description="GiB of models kept in RAM")
     vram_cache_size: float = Field(default=2.0, ge=0, description="GiB of models kept in VRAM")
     convert_cache_size: float = Field(default=10.0, ge=0, description="GiB of converted checkpoints kept")
+    load_configs_dir: Optional[Path] = Field(
+        default=None, description="Folder of diffusers configs for single-file loading, one subfolder per "
+        "base/variant as in reconciler/load/configs (default: the configs shipped with the package)")
     device: str = Field(default="auto", description="auto, cpu, cuda, cuda:N, mps")
     precision: str = Field(default="auto", description="auto, float16, bfloat16, float32")
 
@@ -78,6 +81,16 @@ class AppSettings(BaseModel):
     def apply_lock_path(self) -> Path:
         """The filelock that serialises applies on one models dir."""
         return self.state_dir / "apply.lock"
+
+    @property
+    def convert_cache_dir(self) -> Path:
+        """``<models_dir>/.cache/convert``: single-file checkpoints converted to diffusers."""
+        return self.cache_dir / "convert"
+
+    @property
+    def models_convert_cache_path(self) -> Path:
+        """The seed's name for :attr:`convert_cache_dir`."""
+        return self.convert_cache_dir
 
     @property
     def cache_dir(self) -> Path:

@@ -6,7 +6,10 @@ server's ``Retry-After`` (``exc.retry_after``), and sleeps on an event so that a
 cancel interrupts the wait at once.  A failure that came after progress (bytes written
 since the previous failure) does not use up an attempt: on a link that drops every few
 minutes a 20 GB download still finishes, while a server that keeps failing at the same
-byte gives up after ``attempts`` tries.
+byte gives up after ``attempts`` tries: so a server whose copy of a file is short fails
+that file after at most :meth:`RetryPolicy.max_total_wait` seconds of backoff (15.5 s
+with the defaults) plus the requests themselves.  The error it gives up with says so
+("...; gave up after 5 retries").
 """
 
 from __future__ import annotations
@@ -53,6 +56,14 @@ class RetryPolicy:
             wait = max(wait, min(float(retry_after), self.retry_after_max))
         return wait
 
+    def max_total_wait(self) -> float:
+        """The longest the backoff before giving up can add up to (no ``Retry-After``)."""
+        return sum(min(self.backoff_max, self.backoff_base * 2 ** (n - 1)) for n in range(1, self.attempts + 1))
+
+    def min_total_wait(self) -> float:
+        """The shortest it can add up to (every jitter draw at its floor)."""
+        return self.max_total_wait() * (1.0 - self.jitter)
+
     def run(
         self,
         operation: Callable[[], T],
@@ -83,6 +94,7 @@ class RetryPolicy:
                     last_progress = now
                 failures += 1
                 if failures > self.attempts:
+                    _say_gave_up(exc, self.attempts)
                     raise
                 wait = self.delay(failures, exc)
                 if on_retry is not None:
@@ -92,6 +104,12 @@ class RetryPolicy:
                         raise Interrupted() from None
                 else:
                     threading.Event().wait(wait)
+
+
+def _say_gave_up(exc: BaseException, retries: int) -> None:
+    """Append "gave up after N retries" to an error's one-line message (ours only)."""
+    if retries and len(exc.args) == 1 and isinstance(exc.args[0], str) and "gave up after" not in exc.args[0]:
+        exc.args = (f"{exc.args[0]}; gave up after {retries} retries",)
 
 
 __all__ = ["Interrupted", "RetryPolicy"]

@@ -33,12 +33,14 @@ are read once: hashlib state cannot be saved).  A single-stream download hashes 
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import logging
 import os
 import queue
 import re
+import shutil
 import socket
 import threading
 import time
@@ -49,7 +51,7 @@ from typing import Any
 
 import requests
 
-from reconciler.errors import DownloadError, IntegrityError, TransientDownloadError
+from reconciler.errors import DiskFullError, DownloadError, IntegrityError, TransientDownloadError
 
 from .http import (
     check_status,
@@ -183,6 +185,7 @@ def find_state_for_url(destdir: Path, url: str) -> Path | None:
 
 
 MAX_PIECES = 4096
+_DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 
 def split_segments(start: int, total: int, min_segment_size: int) -> list[Segment]:
@@ -703,10 +706,39 @@ class FileDownload:
         self._resp_lock = threading.Lock()
         self._fetched_lock = threading.Lock()
         self._watch: _SplitWatch | None = None
+        self._state: PartState | None = None  # the transfer's, for a disk-full message
 
     # --- public ----------------------------------------------------------------------------
     def run(self) -> DownloadResult:
-        """Download, verify and rename; returns the result or raises."""
+        """Download, verify and rename; returns the result or raises.
+
+        A full disk (``ENOSPC``/``EDQUOT`` at any write) is a :class:`DiskFullError` that
+        names the bytes the file needs and the space left.
+        """
+        try:
+            return self._run()
+        except OSError as exc:
+            if exc.errno not in _DISK_FULL or isinstance(exc, DiskFullError):
+                raise
+            raise self._disk_full(exc) from None
+
+    def _disk_full(self, exc: OSError) -> DiskFullError:
+        state = self._state
+        where = self.dest.parent if self.dest is not None else self.destdir
+        try:
+            free: int | None = shutil.disk_usage(where).free
+        except OSError:
+            free = None
+        name = self.dest.name if self.dest is not None else redact_url(self.url)
+        total = state.total_size if state is not None and state.total_size >= 0 else self.expected_size
+        needs = f"it needs {total:,} bytes" if total is not None else "its size is unknown"
+        if state is not None and total is not None:
+            needs += f" ({max(0, total - state.done_bytes):,} not yet written)"
+        have = f"{free:,} bytes free" if free is not None else "free space unknown"
+        return DiskFullError(f"{name}: no space left on device in {where} ({os.strerror(exc.errno or 0)}): "
+                             f"{needs}, {have}; free some space and run it again")
+
+    def _run(self) -> DownloadResult:
         if self.dest is None:
             found = find_state_for_url(self.destdir, self.url)
             if found is not None:
@@ -847,6 +879,7 @@ class FileDownload:
     # --- transfer --------------------------------------------------------------------------
     def _transfer(self, state: PartState, first: requests.Response | None, ranged: bool) -> DownloadResult:
         assert self.dest is not None
+        self._state = state
         self.dest.parent.mkdir(parents=True, exist_ok=True)
         ppath, spath = part_path(self.dest), state_path(self.dest)
         resumable = ranged and state.total_size >= 0

@@ -82,10 +82,7 @@ def move_into_place(staged: Path, dest: Path, tmp_dir: Path) -> Path | None:
     written), or None.
     """
     dest.parent.mkdir(parents=True, exist_ok=True)
-    displaced: Path | None = None
-    if dest.exists() or dest.is_symlink():
-        displaced = tmp_dir / f"old-{uuid.uuid4().hex}"
-        os.replace(dest, displaced)
+    displaced = set_aside(dest, tmp_dir)
     try:
         os.replace(staged, dest)
     except OSError:
@@ -93,6 +90,56 @@ def move_into_place(staged: Path, dest: Path, tmp_dir: Path) -> Path | None:
             os.replace(displaced, dest)
         raise
     return displaced
+
+
+def set_aside(path: Path, tmp_dir: Path) -> Path | None:
+    """Rename ``path`` (file or folder) to ``tmp_dir/old-<uuid>``; None when it is not there.
+
+    The first step of removing installed files: a rename is atomic, so a crash leaves the
+    files either where they were or under ``tmp_dir``, where ``reconciler gc`` clears them,
+    never half removed, and never left in the models dir after their record is gone.
+    """
+    if not (path.exists() or path.is_symlink()):
+        return None
+    tmp_dir.mkdir(parents=True, exist_ok=True)
+    aside = tmp_dir / f"old-{uuid.uuid4().hex}"
+    os.replace(path, aside)
+    return aside
+
+
+def _sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(_CHUNK):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def same_content(a: Path, b: Path) -> bool:
+    """Whether ``a`` and ``b`` hold the same bytes: two files, or two folders with the same
+    files (relative paths, sizes, sha256).  Symlinks count as different."""
+    if a.is_symlink() or b.is_symlink():
+        return False
+    if a.is_file() and b.is_file():
+        return a.stat().st_size == b.stat().st_size and _sha256_of(a) == _sha256_of(b)
+    if not (a.is_dir() and b.is_dir()):
+        return False
+
+    def listing(root: Path) -> dict[str, Path] | None:
+        found: dict[str, Path] = {}
+        for p in root.rglob("*"):
+            if p.is_symlink():
+                return None
+            if p.is_file():
+                found[p.relative_to(root).as_posix()] = p
+        return found
+
+    left, right = listing(a), listing(b)
+    if left is None or right is None or left.keys() != right.keys():
+        return False
+    if any(left[k].stat().st_size != right[k].stat().st_size for k in left):
+        return False
+    return all(_sha256_of(left[k]) == _sha256_of(right[k]) for k in left)
 
 
 def discard(path: Path | None) -> None:

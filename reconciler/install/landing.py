@@ -15,8 +15,15 @@ from typing import Any, Optional
 
 from reconciler.configs import FileState, new_model_key, validate_config
 from reconciler.errors import DuplicateModelException, InstallError
-from reconciler.install.copy import discard, move_into_place, prune_empty_parents, with_sha256
-from reconciler.install.paths import install_destination, is_inside, record_path, resolve_model_path
+from reconciler.install.copy import (
+    discard,
+    move_into_place,
+    prune_empty_parents,
+    same_content,
+    set_aside,
+    with_sha256,
+)
+from reconciler.install.paths import install_destination, record_path, removable, resolve_model_path
 from reconciler.probe.hashing import file_states, states_hash
 from reconciler.settings import AppSettings
 from reconciler.store.base import ModelRecordServiceBase
@@ -26,11 +33,13 @@ PROBED_KEYS = ("type", "format", "base", "variant", "prediction_type", "upcast_a
 
 
 def check_destination_free(store: ModelRecordServiceBase, models_dir: Path, dest: Path,
-                           replace_key: Optional[str]) -> None:
+                           replace_key: Optional[str], staged: Optional[Path] = None) -> None:
     """Refuse to put new files at ``dest`` unless they replace ``replace_key``'s own.
 
-    Files that no record owns are the user's (InstallError); files of another record
-    are that model (DuplicateModelException: installing the same model twice, or two
+    Files that no record owns are the user's (InstallError), unless they are byte for byte
+    the ``staged`` files about to land (an apply killed between its rename and its record
+    write left them): replacing them with the same bytes loses nothing.  Files of another
+    record are that model (DuplicateModelException: installing the same model twice, or two
     models whose name, base and type meet at one path).
     """
     if not (dest.exists() or dest.is_symlink()):
@@ -40,14 +49,13 @@ def check_destination_free(store: ModelRecordServiceBase, models_dir: Path, dest
         raise DuplicateModelException(
             f"{dest} is already installed as model {owners[0].key} ({owners[0].name!r}); "
             "delete it or install under another name")
-    if replace_key is None:
+    if replace_key is None and not (staged is not None and same_content(dest, staged)):
         raise InstallError(f"{dest} already exists and no record owns it; refusing to overwrite it")
 
 
 def add_record(store: ModelRecordServiceBase, key: str, data: Mapping[str, Any], files: Sequence[FileState]) -> str:
     """Validate ``data`` into a config, add it under ``key`` with its file states; returns ``key``."""
-    store.add_model(key, validate_config({**data, "key": key}))
-    store.set_files(key, list(files))
+    store.add_model(key, validate_config({**data, "key": key}), files=list(files))  # one atomic write
     return key
 
 
@@ -63,8 +71,10 @@ def land(store: ModelRecordServiceBase, settings: AppSettings, model_path: Path,
     new_key = str(data.pop("key", None) or new_model_key())
     dest = install_destination(models_dir, data["base"], data["type"], data["name"], model_path)
     old = store.get_model(replace_key) if replace_key else None
-    check_destination_free(store, models_dir, dest, replace_key)
+    check_destination_free(store, models_dir, dest, replace_key, staged=model_path)
     displaced = move_into_place(model_path, dest, settings.tmp_dir)
+    old_aside: Optional[Path] = None
+    old_path: Optional[Path] = None
     try:
         states = with_sha256(file_states(dest), digests)
         data.update(path=record_path(models_dir, dest), inplace=False, hash=states_hash(states))
@@ -75,14 +85,18 @@ def land(store: ModelRecordServiceBase, settings: AppSettings, model_path: Path,
             for stale in PROBED_KEYS:
                 if stale not in data:
                     merged.pop(stale, None)
-            store.update_model(old.key, validate_config({**merged, "key": old.key}))
-            store.set_files(old.key, states)
-            key = old.key
             old_path = resolve_model_path(models_dir, old)
-            if not old.inplace and old_path.absolute() != dest.absolute() and is_inside(old_path, models_dir):
-                discard(old_path)
+            if not old.inplace and old_path.absolute() != dest.absolute() and removable(old_path, models_dir):
+                # aside before the record moves on: a crash never strands them in the models dir
+                old_aside = set_aside(old_path, settings.tmp_dir)
+            store.update_model(old.key, validate_config({**merged, "key": old.key}), files=states)
+            key = old.key
+            if old_aside is not None:
                 prune_empty_parents(old_path, models_dir)
     except BaseException:
+        if old_aside is not None and old_path is not None:
+            os.replace(old_aside, old_path)
+            old_aside = None
         os.replace(dest, model_path)  # the new files go back to staging, which the caller clears
         if displaced is not None:
             os.replace(displaced, dest)
@@ -90,6 +104,7 @@ def land(store: ModelRecordServiceBase, settings: AppSettings, model_path: Path,
         raise
     finally:
         discard(displaced)
+        discard(old_aside)
     return key
 
 

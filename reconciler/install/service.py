@@ -34,10 +34,16 @@ from reconciler.errors import (
 )
 from reconciler.events import EventBus
 from reconciler.install import landing, remote
-from reconciler.install.copy import discard, prune_empty_parents, stage_copy
+from reconciler.install.copy import discard, prune_empty_parents, set_aside, stage_copy
 from reconciler.install.jobs import InstallStatus, ModelInstallJob, SourceJobMap
 from reconciler.install.landing import PROBED_KEYS
-from reconciler.install.paths import install_destination, is_inside, record_path, resolve_model_path
+from reconciler.install.paths import (
+    install_destination,
+    is_inside,
+    record_path,
+    removable,
+    resolve_model_path,
+)
 from reconciler.probe.hashing import file_states, states_hash
 from reconciler.probe.probe import probe_model
 from reconciler.settings import AppSettings
@@ -420,15 +426,24 @@ class ModelInstallService:
         model_path = self._existing(model_path)
         old_path = resolve_model_path(self.models_dir, old)
         old_files = self.record_store.get_files(key)
-        self.record_store.del_model(key)
+        owned = (not old.inplace and old_path.absolute() != model_path.absolute()
+                 and removable(old_path, self.models_dir))
+        # the old copy goes aside under tmp/ first: a crash at any later step leaves it for
+        # gc, never in the models dir without a record
+        aside = set_aside(old_path, self.app_config.tmp_dir) if owned else None
         try:
-            self.register_path(model_path, {**dict(config or {}), "key": key})
+            self.record_store.del_model(key)
+            try:
+                self.register_path(model_path, {**dict(config or {}), "key": key})
+            except BaseException:
+                self.record_store.add_model(key, old, files=old_files)
+                raise
         except BaseException:
-            self.record_store.add_model(key, old)
-            self.record_store.set_files(key, old_files)
+            if aside is not None:
+                os.replace(aside, old_path)
             raise
-        if not old.inplace and old_path.absolute() != model_path.absolute() and is_inside(old_path, self.models_dir):
-            discard(old_path)
+        discard(aside)
+        if owned:
             prune_empty_parents(old_path, self.models_dir)
         return key
 
@@ -437,8 +452,7 @@ class ModelInstallService:
         record = self.record_store.get_model(key)
         path = self._existing(resolve_model_path(self.models_dir, record))
         states = file_states(path)
-        self.record_store.set_files(key, states)
-        return self.record_store.update_model(key, {"hash": states_hash(states)})
+        return self.record_store.update_model(key, {"hash": states_hash(states)}, files=states)  # one write
 
     def update_fields(self, key: str, changes: Mapping[str, Any]) -> ModelConfigBase:
         """Change record fields only (no bytes move)."""
@@ -455,9 +469,19 @@ class ModelInstallService:
         """
         record = self.record_store.get_model(key)
         path = resolve_model_path(self.models_dir, record)
-        self.record_store.del_model(key)
-        if not record.inplace and is_inside(path, self.models_dir):
-            discard(path)
+        owned = not record.inplace and removable(path, self.models_dir)
+        # files first go aside under tmp/ (one rename), so a crash never leaves them in the
+        # models dir without their record: at worst the record outlives them (the next apply
+        # deletes it) and gc clears tmp/
+        aside = set_aside(path, self.app_config.tmp_dir) if owned else None
+        try:
+            self.record_store.del_model(key)
+        except BaseException:
+            if aside is not None:
+                os.replace(aside, path)
+            raise
+        discard(aside)
+        if owned:
             prune_empty_parents(path, self.models_dir)
         self.emit("model_install_deleted", key=key, local_path=str(path))
 

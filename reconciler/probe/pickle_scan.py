@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import io
 import pickletools
+import re
 import zipfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -139,6 +140,18 @@ def flatten_state_dict(obj: Any, prefix: str = "") -> tuple[dict[str, tuple[int,
     return shapes, scalars
 
 
+def _weights_only_reason(exc: BaseException) -> str:
+    """The line of torch's weights-only error that says what it refused (its first line is
+    advice, with terminal escapes), else that first line."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(exc))
+    for line in text.splitlines():
+        line = line.strip()
+        if line.startswith("WeightsUnpickler error:"):
+            return line.removeprefix("WeightsUnpickler error:").strip().split(". ")[0]
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[0] if lines else exc.__class__.__name__
+
+
 def read_pickle_checkpoint(path: str | Path) -> tuple[dict[str, tuple[int, ...]], dict[str, Any]]:
     """Shapes and scalars (e.g. ``global_step``) of a pickled checkpoint, refusing unsafe pickles."""
     path = Path(path)
@@ -153,7 +166,7 @@ def read_pickle_checkpoint(path: str | Path) -> tuple[dict[str, tuple[int, ...]]
         obj = torch.load(path, map_location="meta", weights_only=True)
     except Exception as exc:
         raise UnsafePickleError(f"{path}: refused: torch's weights-only loader rejected it: "
-                                f"{str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__}") from None
+                                f"{_weights_only_reason(exc)}") from None
     if not isinstance(obj, dict):
         raise InvalidModelError(f"{path}: not a model: the pickle holds a {type(obj).__name__}, not a state dict")
     return flatten_state_dict(obj)

@@ -30,6 +30,12 @@ def manifest_paths(paths: Sequence[Path | str], settings: AppSettings) -> list[P
     return [Path(p) for p in paths] if paths else list(settings.manifests)
 
 
+def read_manifests(paths: Sequence[Path | str], settings: AppSettings) -> Manifest:
+    """The manifests for plan/apply/validate: a ManifestError stops everything, but a local
+    source that does not exist is left to the planner, as that one model's error."""
+    return load_manifests(manifest_paths(paths, settings), check_local_sources=False)
+
+
 def plan(
     paths: Sequence[Path | str] = (),
     settings: Optional[AppSettings] = None,
@@ -38,7 +44,7 @@ def plan(
 ) -> Plan:
     """Compute the plan for the manifests at ``paths``; changes nothing on disk."""
     settings = settings or load_settings()
-    manifest = manifest or load_manifests(manifest_paths(paths, settings))
+    manifest = manifest or read_manifests(paths, settings)
     lock = read_lock(settings.lock)
     with open_services(settings, create=False) as services:
         planner = Planner(services.installer, lock=lock)
@@ -71,7 +77,7 @@ def apply(
     if saved_plan is not None:
         manifest = None
     elif manifest is None:
-        manifest = load_manifests(manifest_paths(paths, settings))
+        manifest = read_manifests(paths, settings)
     lock = read_lock(settings.lock)
     if locked:
         if manifest is None:
@@ -137,7 +143,7 @@ def lock(
     """Resolve remote sources not yet locked (all, or ``targets``, with ``upgrade``) and write
     the lock file. Returns the lock and the names that were (re)resolved."""
     settings = settings or load_settings()
-    manifest = load_manifests(manifest_paths(paths, settings))
+    manifest = read_manifests(paths, settings)  # local sources are not locked
     old = read_lock(settings.lock) or LockFile()
     unknown = set(targets) - {e.name for _s, e in manifest.entries()}
     if unknown:

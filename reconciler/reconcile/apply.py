@@ -3,17 +3,20 @@
 Apply holds an exclusive lock on the models dir for its whole run, refuses a plan made
 against another state of the store, checks the guards (``--allow-empty``,
 ``--max-deletions``, free space) before changing anything, then runs every action.  A
-failed action is reported and the independent ones still run.
+failed action is reported and the independent ones still run; an ``error`` action (a model
+the planner could not plan) is reported failed and nothing is done for it.
 """
 
 from __future__ import annotations
 
 import logging
+import os
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 from filelock import FileLock
 from filelock import Timeout as FileLockTimeout
@@ -32,6 +35,7 @@ from reconciler.install.service import ModelInstallService, local_fingerprint
 from reconciler.reconcile.plan import ActionKind, Plan, PlannedAction
 from reconciler.reconcile.planner import free_space
 from reconciler.reconcile.remote import spec_to_resolved
+from reconciler.reconcile.warm import WarmRunner
 from reconciler.sources.parse import parse_source
 
 log = logging.getLogger(__name__)
@@ -58,9 +62,10 @@ def ensure_writable(models_dir: Path) -> None:
     """Create the models dir and its state folder, or fail with a clear message."""
     try:
         (models_dir / ".reconciler" / "tmp").mkdir(parents=True, exist_ok=True)
-        probe = models_dir / ".reconciler" / ".write-test"
-        probe.write_bytes(b"")
-        probe.unlink()
+        # a name of its own: two applies starting at once must not remove each other's probe
+        fd, probe = tempfile.mkstemp(prefix=".write-test-", dir=models_dir / ".reconciler")
+        os.close(fd)
+        os.unlink(probe)
     except OSError as exc:
         raise ModelsDirNotWritableError(f"models dir {models_dir} cannot be written: {exc.strerror or exc}") from exc
 
@@ -125,6 +130,10 @@ def execute_action(installer: ModelInstallService, action: PlannedAction) -> str
     kind = action.action
     if kind is ActionKind.noop:
         return "ok"
+    if kind is ActionKind.error:
+        raise InstallError(action.error or f"'{action.name}' could not be planned")
+    if kind is ActionKind.warm:
+        return WarmRunner(installer).run(action)
     if kind is ActionKind.delete:
         assert action.key
         installer.delete(action.key)
@@ -159,7 +168,8 @@ def execute_action(installer: ModelInstallService, action: PlannedAction) -> str
     if kind is ActionKind.repair and spec.remote is not None:
         assert action.key
         source = parse_source(action.source or "")
-        installer.repair_files(action.key, source, spec_to_resolved(spec.remote, source, installer.app_config))
+        resolved = action._resolved or spec_to_resolved(spec.remote, source, installer.app_config)
+        installer.repair_files(action.key, source, resolved)
         return "repaired"
     if kind in (ActionKind.replace, ActionKind.repair):
         assert action.key
@@ -198,15 +208,26 @@ def _start_remote(installer: ModelInstallService, action: PlannedAction) -> Mode
     return installer.import_model(source, spec.config, resolved=resolved, replace_key=replace_key)
 
 
+def _failed(action: PlannedAction, exc: BaseException) -> None:
+    """Record one action's failure as its result (the others go on)."""
+    expected = isinstance(exc, (ReconcilerError, OSError))
+    text = str(exc) if expected else f"unexpected {type(exc).__name__}: {exc} (-v shows the traceback)"
+    action.result = "error: " + (" ".join(text.split()) or type(exc).__name__)
+    log.log(logging.DEBUG if expected else logging.INFO, "action %s %s failed", action.action, action.name,
+            exc_info=True)
+
+
 def _run(installer: ModelInstallService, action: PlannedAction, on_action: Optional[ActionCallback]) -> None:
-    if not action.changes_anything:
+    if action.is_error:  # could not be planned: nothing is done for it, it fails
+        action.result = f"error: {action.error}"
+    elif not action.changes_anything:
         action.result = "ok"
         return
-    try:
-        action.result = execute_action(installer, action)
-    except (ReconcilerError, OSError) as exc:
-        action.result = f"error: {exc}"
-        log.debug("action %s %s failed", action.action, action.name, exc_info=True)
+    else:
+        try:
+            action.result = execute_action(installer, action)
+        except Exception as exc:  # noqa: BLE001 - one model's failure never stops the others
+            _failed(action, exc)
     if on_action is not None:
         on_action(action)
 
@@ -219,27 +240,56 @@ def apply_plan(
     max_deletions: int = 10,
     saved: bool = False,
     on_action: Optional[ActionCallback] = None,
+    loader: Any = None,
 ) -> ApplyResult:
-    """Execute ``plan``. The caller holds the models dir lock (see :func:`models_dir_lock`)."""
+    """Execute ``plan``. The caller holds the models dir lock (see :func:`models_dir_lock`).
+
+    ``loader`` (a ModelLoadService) runs the warm actions; without one, a warm action builds
+    one for this apply (a long-running caller such as ``watch`` passes its own, so warmed
+    models stay in its RAM cache).
+    """
     if saved:
         check_not_stale(plan, installer)
     check_guards(plan, allow_empty=allow_empty, max_deletions=max_deletions)
     ordered = plan.ordered_actions()
     # remote downloads run in parallel as install jobs, while local actions run here
-    jobs = [(action, _start_remote(installer, action)) for action in ordered if _is_remote_install(action)]
-    started = {id(action) for action, _job in jobs}
-    deletions = [a for a in ordered if a.action is ActionKind.delete]
+    jobs: list[tuple[PlannedAction, ModelInstallJob]] = []
+    started: set[int] = set()
     for action in ordered:
-        if id(action) in started or action.action is ActionKind.delete:
+        if not _is_remote_install(action):
+            continue
+        started.add(id(action))
+        try:
+            jobs.append((action, _start_remote(installer, action)))
+        except Exception as exc:  # noqa: BLE001 - a download that cannot start fails alone
+            _failed(action, exc)
+            if on_action is not None:
+                on_action(action)
+    deletions = [a for a in ordered if a.action is ActionKind.delete]
+    warm = [a for a in ordered if a.action is ActionKind.warm]
+    for action in ordered:
+        if id(action) in started or action.action in (ActionKind.delete, ActionKind.warm):
             continue
         _run(installer, action, on_action)
     for action, job in jobs:
-        installer.wait_for_job(job)
-        if job.complete and job.config_out is not None:
-            action.key = job.config_out.key
-            action.result = "replaced" if action.action is ActionKind.replace else "created"
+        try:
+            installer.wait_for_job(job)
+        except Exception as exc:  # noqa: BLE001
+            _failed(action, exc)
         else:
-            action.result = f"error: {job.error_message or job.status}"
+            if job.complete and job.config_out is not None:
+                action.key = job.config_out.key
+                action.result = "replaced" if action.action is ActionKind.replace else "created"
+            else:
+                action.result = "error: " + " ".join(str(job.error_message or job.status).split())
+        if on_action is not None:
+            on_action(action)
+    runner = WarmRunner(installer, loader)  # after every install, before anything is deleted
+    for action in warm:
+        try:
+            action.result = runner.run(action)
+        except Exception as exc:  # noqa: BLE001 - a model that cannot be loaded fails alone
+            _failed(action, exc)
         if on_action is not None:
             on_action(action)
     for action in deletions:

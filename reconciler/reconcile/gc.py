@@ -2,8 +2,10 @@
 
 Runs under the models dir's apply lock, so it never races an apply.  Staging copies and
 displaced old files (``stage-*``, ``old-*``) are always leftovers of an interrupted apply.
-Partial downloads (``dl-*``: ``.part`` files and their resume state) are kept unless asked,
-because the next apply of the same source and revision resumes from them.
+Partial downloads (``dl-*`` folders holding ``.part`` files and their resume state) are kept
+unless asked, because the next apply of the same source and revision resumes from them; a
+``dl-*`` folder without a ``.part`` file in it (an apply killed after it moved the files into
+place, or before its first byte arrived) holds nothing to resume and goes.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from reconciler.download.segments import PART_SUFFIX
 from reconciler.install.cache import DownloadCache
 from reconciler.install.copy import discard
 from reconciler.reconcile.apply import models_dir_lock
@@ -34,6 +37,13 @@ def _size(path: Path) -> int:
     return sum(p.lstat().st_size for p in path.rglob("*") if p.is_file())
 
 
+def _has_partial(path: Path) -> bool:
+    """Whether a download staging folder holds a partial file that a later apply can resume."""
+    if not path.is_dir() or path.is_symlink():
+        return path.name.endswith(PART_SUFFIX)
+    return next(path.rglob(f"*{PART_SUFFIX}"), None) is not None
+
+
 def collect_garbage(settings: AppSettings, remove_partial: bool = False) -> GcReport:
     """Clear ``<models_dir>/.reconciler/tmp`` and sweep the download cache."""
     report = GcReport()
@@ -42,7 +52,7 @@ def collect_garbage(settings: AppSettings, remove_partial: bool = False) -> GcRe
     with models_dir_lock(settings.apply_lock_path, settings.apply_lock_timeout):
         if settings.tmp_dir.exists():
             for child in sorted(settings.tmp_dir.iterdir()):
-                if child.name.startswith(RESUMABLE_PREFIX) and not remove_partial:
+                if child.name.startswith(RESUMABLE_PREFIX) and not remove_partial and _has_partial(child):
                     report.kept.append(child)
                     continue
                 report.freed_bytes += _size(child)

@@ -63,7 +63,7 @@ from reconciler.errors import (
     SourceNotFoundError,
     UnsafePathError,
 )
-from reconciler.install.paths import install_destination, resolve_model_path
+from reconciler.install.paths import install_destination, is_reserved_name, resolve_model_path
 from reconciler.install.scan import find_models
 from reconciler.install.service import ModelInstallService
 from reconciler.reconcile.manifest import API_VERSION, KIND, ModelSetMetadata, load_manifests
@@ -134,10 +134,17 @@ def _value(v: Any) -> str:
     return str(v.value if hasattr(v, "value") else v)
 
 
+def _fit(name: str, limit: int) -> str:
+    """``name`` cut to at most ``limit`` bytes of UTF-8, on a character boundary."""
+    return name.encode("utf-8")[:limit].decode("utf-8", "ignore")
+
+
 def _clean_name(name: str) -> str:
-    """A model name the manifest accepts (no separators or control characters, <= 200 chars)."""
+    """A model name the manifest accepts (no separators or control characters, <= 200 bytes)."""
     name = _UNSAFE_NAME_CHARS.sub("-", name).strip()
-    name = name[:_MAX_NAME].strip()
+    name = _fit(name, _MAX_NAME).strip()
+    if is_reserved_name(name):  # a Windows device name (con, nul.v2): the manifest refuses it
+        name = _fit(f"model-{name}", _MAX_NAME).strip()
     return name if name and name not in (".", "..") else "model"
 
 
@@ -147,7 +154,7 @@ def _unique(name: str, taken: set[str]) -> str:
     n = 2
     while True:
         suffix = f"-{n}"
-        candidate = name[: _MAX_NAME - len(suffix)] + suffix
+        candidate = _fit(name, _MAX_NAME - len(suffix)) + suffix
         if candidate not in taken:
             return candidate
         n += 1

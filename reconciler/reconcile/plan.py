@@ -12,7 +12,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Any, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, model_validator
 
 from reconciler.errors import PlanError
 
@@ -30,6 +30,7 @@ class ActionKind(str, Enum):
     delete = "delete"  # prune: declared no more by a set that was read
     warm = "warm"  # load it after install
     noop = "noop"  # nothing to do
+    error = "error"  # cannot be planned (bad source, unreachable hub): apply does nothing for it and fails it
 
     def __str__(self) -> str:
         return self.value
@@ -45,10 +46,12 @@ SYMBOLS = {
     ActionKind.delete: "-",
     ActionKind.warm: "*",
     ActionKind.noop: " ",
+    ActionKind.error: "x",
 }
 
 #: the order apply runs actions in: deletions go last, after everything new is in place
 APPLY_ORDER = [
+    ActionKind.error,  # nothing to run: reported failed first
     ActionKind.adopt,
     ActionKind.update,
     ActionKind.create,
@@ -99,12 +102,29 @@ class PlannedAction(BaseModel):
     notes: list[str] = Field(default_factory=list)
     install: Optional[InstallSpec] = None
     result: Optional[str] = None
+    #: why this model cannot be planned (``action`` is ``error``): one line naming the manifest
+    #: place and the file or source
+    error: Optional[str] = None
     #: the in-memory resolution (with metadata) of a remote action; not saved with the plan
     _resolved: Any = PrivateAttr(default=None)
 
+    @model_validator(mode="after")
+    def _error_iff_error_action(self) -> PlannedAction:
+        if (self.action is ActionKind.error) != bool(self.error):
+            raise ValueError(f"action {self.action.value} of '{self.name}': an 'error' field goes with "
+                             "action 'error' and only with it")
+        if self.action is ActionKind.error and self.install is not None:
+            raise ValueError(f"action error of '{self.name}' carries an install spec")
+        return self
+
     @property
     def changes_anything(self) -> bool:
-        return self.action is not ActionKind.noop
+        return self.action not in (ActionKind.noop, ActionKind.error)
+
+    @property
+    def is_error(self) -> bool:
+        """True for a model that could not be planned: apply does nothing for it."""
+        return self.action is ActionKind.error
 
     def public_dict(self, with_result: bool = False) -> dict[str, Any]:
         """The JSON shape of CLI.md (plus additive fields)."""
@@ -119,6 +139,7 @@ class PlannedAction(BaseModel):
             "write_bytes": self.write_bytes,
             "files": [f.model_dump() for f in self.files],
             "notes": list(self.notes),
+            "error": self.error,
         }
         if with_result:
             data["result"] = self.result
@@ -150,6 +171,11 @@ class Plan(BaseModel):
     def has_changes(self) -> bool:
         return any(a.changes_anything for a in self.actions)
 
+    @property
+    def errors(self) -> list[PlannedAction]:
+        """The actions of models that could not be planned (each fails alone at apply)."""
+        return [a for a in self.actions if a.is_error]
+
     def count(self, kind: ActionKind) -> int:
         return sum(1 for a in self.actions if a.action is kind)
 
@@ -177,8 +203,9 @@ class Plan(BaseModel):
 
     def save(self, path: Path) -> None:
         """Write the whole plan (with what apply needs) for `apply PLANFILE`."""
+        # "kind" first, so that is_plan_file recognises the file from its first bytes
         doc = {"kind": "reconciler-plan", **self.model_dump(mode="json")}
-        path.write_text(json.dumps(doc, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        path.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
 
     @classmethod
     def load(cls, path: Path) -> Plan:
@@ -198,11 +225,20 @@ class Plan(BaseModel):
 
 
 def is_plan_file(path: Path) -> bool:
-    """True when ``path`` is a JSON file whose first bytes look like a saved plan."""
+    """True when ``path`` is a JSON file holding a saved plan (``"kind": "reconciler-plan"``)."""
     if not path.is_file() or path.suffix.lower() in (".yaml", ".yml"):
         return False
     try:
-        head = path.read_text(encoding="utf-8", errors="replace")[:4096]
+        with path.open(encoding="utf-8", errors="replace") as fh:
+            head = fh.read(4096)
     except OSError:
         return False
-    return head.lstrip().startswith("{") and '"reconciler-plan"' in head
+    if not head.lstrip().startswith("{"):
+        return False
+    if '"reconciler-plan"' in head:
+        return True
+    try:  # a plan saved with sorted keys (before "kind" came first) has it further down
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return False
+    return isinstance(doc, dict) and doc.get("kind") == "reconciler-plan"

@@ -1,28 +1,37 @@
 """Diff the declared state (manifests) against the observed one and produce a Plan.
 
 Nothing here writes: the planner only reads manifests, records and file metadata (and
-probes local sources it has not installed yet, to know where they will go).
+probes local sources whose bytes will move, to know where they go and that they are models).
+Models are independent: one that cannot be planned is an ``error`` action, never an
+exception that stops the others.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import shutil
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
-from reconciler.configs import ModelConfigBase
+from reconciler.configs import ModelConfigBase, canonical_field_names
 from reconciler.errors import ManifestError, PlanError, ReconcilerError
+from reconciler.install.landing import PROBED_KEYS
 from reconciler.install.paths import install_destination, is_inside, record_path, resolve_model_path
 from reconciler.install.service import ModelInstallService, local_fingerprint
 from reconciler.probe.hashing import fast_hash
+from reconciler.probe.probe import probe_model
 from reconciler.reconcile.lockfile import LockFile
 from reconciler.reconcile.manifest import Manifest, ModelEntry, ModelSet
 from reconciler.reconcile.observe import ModelState, ObservedModel, observe_model
 from reconciler.reconcile.plan import ActionKind, InstallSpec, Plan, PlannedAction, PlannedFile
 from reconciler.reconcile.remote import RemotePlanner, Resolver
+from reconciler.reconcile.warm import plan_warm_actions
 from reconciler.sources.base import LocalModelSource
+
+log = logging.getLogger(__name__)
 
 #: record fields a manifest entry sets directly (type/base/format move files: see _byte_changes)
 FIELD_KEYS = ("description", "tags")
@@ -42,11 +51,6 @@ class PlanOptions:
 class _Index:
     by_owner: dict[tuple[str, str], ModelConfigBase] = field(default_factory=dict)
     by_path: dict[str, ModelConfigBase] = field(default_factory=dict)
-
-
-def entry_location(entry: ModelEntry) -> str:
-    """``file:line:col`` of an entry, for messages."""
-    return entry.origin.location() if entry.origin else entry.name
 
 
 def desired_fields(model_set: ModelSet, entry: ModelEntry) -> dict[str, Any]:
@@ -126,7 +130,10 @@ class Planner:
         self.remote = RemotePlanner(installer.app_config, resolver or installer.resolve, lock)
 
     def plan(self, manifest: Manifest, options: Optional[PlanOptions] = None) -> Plan:
-        """Compute the plan; raises PlanError/ManifestError for what cannot be planned."""
+        """Compute the plan.  A declared model that cannot be planned (a local source that is
+        missing or not a model, a remote source that cannot be resolved) becomes an ``error``
+        action of its own, and an installed one keeps its record and files; only an unknown
+        ``--target`` raises (PlanError)."""
         options = options or PlanOptions()
         records = self.store.all_models()
         all_files = self.store.all_files()
@@ -152,28 +159,18 @@ class Planner:
             if targets and entry.name not in targets:
                 continue
             record = index.by_owner.get((model_set.metadata.name, entry.name))
-            if not isinstance(entry.model_source, LocalModelSource):
-                if record is None:
-                    plan.actions.append(self.remote.plan_new(model_set, entry, desired_fields(model_set, entry)))
-                else:
-                    observed = observe_model(self.models_dir, record, all_files.get(record.key, []))
-                    plan.actions.append(self._plan_existing_remote(model_set, entry, observed))
-            elif record is None:
-                action = self._plan_new(model_set, entry, index, declared, read_sets)
-                if action.key:
-                    claimed.add(action.key)
-                plan.actions.append(action)
-            else:
-                observed = observe_model(self.models_dir, record, all_files.get(record.key, []))
-                plan.actions.append(self._plan_existing(model_set, entry, observed))
+            try:
+                action = self._plan_entry(model_set, entry, record, index, declared, read_sets, all_files)
+            except Exception as exc:  # noqa: BLE001 - one model that cannot be planned fails alone
+                action = _error_action(model_set, entry, record, exc)
+            if action.key:
+                claimed.add(action.key)  # never a prune candidate, whatever else happens
+            plan.actions.append(action)
 
-        self._plan_prune(manifest, [r for r in records if r.key not in claimed], declared, targets, options, plan)
-        warm = sorted(e.name for _s, e in manifest.entries() if e.warm and (not targets or e.name in targets))
-        if warm:
-            plan.warnings.append(
-                "warm-up (`warm: true`) needs the model loader, which this build does not have yet: "
-                f"{', '.join(warm)} will be installed but not loaded"
-            )
+        protected = self._kept_for_errors(plan, records, claimed, declared, read_sets)
+        self._plan_prune(manifest, [r for r in records if r.key not in claimed | protected], declared, targets,
+                         options, plan)
+        plan.actions.extend(plan_warm_actions(manifest, plan.actions, index.by_owner, targets))
         plan.free_bytes = free_space(self.models_dir)
         if plan.write_bytes > (plan.free_bytes or 0):
             plan.warnings.append(
@@ -182,18 +179,35 @@ class Planner:
         return plan
 
     # --- one declared entry -----------------------------------------------------------------
+    def _plan_entry(
+        self,
+        model_set: ModelSet,
+        entry: ModelEntry,
+        record: Optional[ModelConfigBase],
+        index: _Index,
+        declared: set[tuple[str, str]],
+        read_sets: set[str],
+        all_files: dict[str, Any],
+    ) -> PlannedAction:
+        """The action for one declared entry; raises for an entry that cannot be planned."""
+        if not isinstance(entry.model_source, LocalModelSource):
+            if record is None:
+                return self.remote.plan_new(model_set, entry, desired_fields(model_set, entry))
+            observed = observe_model(self.models_dir, record, all_files.get(record.key, []))
+            return self._plan_existing_remote(model_set, entry, observed)
+        if record is None:
+            return self._plan_new(model_set, entry, index, declared, read_sets)
+        observed = observe_model(self.models_dir, record, all_files.get(record.key, []))
+        return self._plan_existing(model_set, entry, observed)
+
     def _local_source(self, entry: ModelEntry) -> LocalModelSource:
-        source = entry.model_source
-        assert isinstance(source, LocalModelSource), "remote entries are planned by RemotePlanner"
-        if not Path(source.path).exists():
-            raise _entry_error(entry, f"model '{entry.name}': local source {source.path} does not exist")
-        return source
+        return existing_local_source(entry)
 
     def _probe(self, entry: ModelEntry, path: Path, wanted: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
         try:
             return self.installer.probe(path, wanted)
         except ReconcilerError as exc:
-            raise PlanError(f"{entry_location(entry)}: model '{entry.name}': {exc}") from exc
+            raise PlanError(f"{_where(entry)}model '{entry.name}': {exc}") from exc
 
     def _plan_new(
         self,
@@ -237,7 +251,7 @@ class Planner:
                 })
             if owner is not None:
                 raise PlanError(
-                    f"{entry_location(entry)}: model '{entry.name}' would install at {dest}, "
+                    f"{_where(entry)}model '{entry.name}' would install at {dest}, "
                     f"which set '{existing.managed_by}' already manages as '{existing.name}'"
                 )
             return base.model_copy(update={
@@ -299,16 +313,20 @@ class Planner:
             if record.hash != fast_hash(src):
                 replace_reasons.append("source files changed")
         if replace_reasons:
+            # new bytes: a source that is not a model fails here, before the installed one is touched
+            _data, notes = self._probe(entry, src, wanted)
             return action.model_copy(update={
                 "action": ActionKind.replace, "reason": "; ".join(replace_reasons), "install": spec,
-                **copy_plan(),
+                "notes": notes, **copy_plan(),
             })
 
         files_state = observed.files_state
         if files_state is not ModelState.in_sync:
             if inplace:
                 if files_state is ModelState.missing:
-                    raise PlanError(f"{entry_location(entry)}: in-place model '{entry.name}' is missing at {observed.path}")
+                    raise PlanError(f"{_where(entry)}model '{entry.name}': in-place files are missing at "
+                                    f"{observed.path}; the record is kept as it is")
+                self._probe(entry, src, wanted)  # changed in place: still a model?
                 spec.refresh_files = True
                 spec.changes = _field_changes(record, wanted)
                 return action.model_copy(update={
@@ -350,6 +368,31 @@ class Planner:
         return noop
 
     # --- prune -------------------------------------------------------------------------------------
+    @staticmethod
+    def _kept_for_errors(plan: Plan, records: Iterable[ModelConfigBase], claimed: set[str],
+                         declared: set[tuple[str, str]], read_sets: set[str]) -> set[str]:
+        """Keys of records that prune must leave alone because a model that cannot be planned
+        may be them, moved to another set or renamed: same name or same source.  Deleting
+        waits until that model plans again (its move or rename then shows as an update)."""
+        errors = plan.errors
+        if not errors:
+            return set()
+        names = {a.name: a for a in errors}
+        sources = {a.source: a for a in errors if a.source}
+        kept: set[str] = set()
+        for rec in records:
+            if rec.key in claimed or rec.managed_by not in read_sets or (rec.managed_by, rec.name) in declared:
+                continue
+            why = names.get(rec.name) or sources.get(rec.source)
+            if why is None:
+                continue
+            kept.add(rec.key)
+            plan.warnings.append(
+                f"'{rec.name}' of set '{rec.managed_by}' is not pruned: declared model '{why.name}' "
+                f"(set '{why.set}') cannot be planned and may be this model moved or renamed"
+            )
+        return kept
+
     def _plan_prune(
         self,
         manifest: Manifest,
@@ -399,7 +442,77 @@ def _sha_matches(observed: ObservedModel, sha256: str) -> bool:
     return bool(single) and single[0].sha256 == sha256.lower()
 
 
-def _entry_error(entry: ModelEntry, message: str) -> ManifestError:
-    if entry.origin is not None:
-        return entry.origin.error(message, "source")
-    return ManifestError(message)
+def existing_local_source(entry: ModelEntry) -> LocalModelSource:
+    """The entry's local source; PlanError (naming the manifest place) when it does not exist."""
+    source = entry.model_source
+    assert isinstance(source, LocalModelSource), "remote entries are planned by RemotePlanner"
+    if not os.path.exists(source.path):
+        given, resolved = str(entry.source), str(source.path)
+        clip = (lambda t: t if len(t) <= 200 else f"{t[:200]}... ({len(t):,} characters)")  # noqa: E731 - hostile input
+        raise PlanError(f"{_where(entry)}model '{entry.name}': local source {clip(given)} does not exist"
+                        + ("" if given == resolved else f" (resolved to {clip(resolved)})"))
+    return source
+
+
+def check_local_entries(manifest: Manifest) -> list[str]:
+    """What `validate` adds to the manifest checks: each local source exists and is a model
+    the prober can identify (with the entry's type/base/format).  No network, no store.
+
+    One line per entry that cannot be used, as the plan's error rows word it.
+    """
+    problems = []
+    for model_set, entry in manifest.entries():
+        try:
+            if not isinstance(entry.model_source, LocalModelSource):
+                continue
+            source = existing_local_source(entry)
+            config = canonical_field_names(desired_fields(model_set, entry))
+            overrides = {k: config[k] for k in PROBED_KEYS if config.get(k) is not None}
+            try:
+                probe_model(Path(source.path), overrides)
+            except ReconcilerError as exc:
+                raise PlanError(f"{_where(entry)}model '{entry.name}': {exc}") from exc
+        except Exception as exc:  # noqa: BLE001 - every bad entry gets its line
+            log.debug("cannot use '%s'", entry.name, exc_info=True)
+            problems.append(entry_error_message(entry, exc))
+    return problems
+
+
+def _where(entry: ModelEntry, field_name: str = "source") -> str:
+    """``file:line:col: `` of an entry's field, for messages (empty without an origin)."""
+    return f"{entry.origin.location(field_name)}: " if entry.origin is not None else ""
+
+
+def entry_error_message(entry: ModelEntry, exc: BaseException) -> str:
+    """One line saying why ``entry`` cannot be planned: the manifest place, the model, the cause.
+
+    PlanError and ManifestError already carry the place (the planner and the remote planner
+    write them so); anything else gets it here.
+    """
+    if isinstance(exc, (PlanError, ManifestError)):
+        text = str(exc)
+    elif isinstance(exc, (ReconcilerError, OSError)):
+        text = f"{_where(entry)}model '{entry.name}': {exc}"
+    else:
+        text = f"{_where(entry)}model '{entry.name}': unexpected {type(exc).__name__}: {exc} (-v shows the traceback)"
+    return " ".join(text.split())
+
+
+def _error_action(model_set: ModelSet, entry: ModelEntry, record: Optional[ModelConfigBase],
+                  exc: BaseException) -> PlannedAction:
+    """The plan's row for an entry that cannot be planned: apply does nothing for it.
+
+    An installed model keeps its record and files (``key`` names it, so prune never sees it).
+    """
+    expected = isinstance(exc, (ReconcilerError, OSError))
+    log.log(logging.DEBUG if expected else logging.INFO, "cannot plan '%s'", entry.name, exc_info=True)
+    message = entry_error_message(entry, exc)
+    try:
+        source = str(entry.model_source)
+    except ReconcilerError:
+        source = str(entry.source)
+    return PlannedAction(
+        action=ActionKind.error, set=model_set.metadata.name, name=entry.name, source=source,
+        reason="cannot be planned: " + ("the installed model is left as it is" if record is not None else "nothing is done for it"),
+        key=record.key if record is not None else None, error=message,
+    )

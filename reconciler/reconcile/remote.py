@@ -102,11 +102,13 @@ class RemotePlanner:
         subset = dc_replace(resolved, files=wanted)
         spec = InstallSpec(config=config, sha256=entry.sha256,
                            remote=resolved_to_spec(subset, model_set.metadata.name, entry.source_digest()))
-        return base.model_copy(update={
+        action = base.model_copy(update={
             "action": ActionKind.repair, "reason": observed.drift_summary(), "install": spec,
             "files": _planned_files(subset), "download_bytes": subset.download_bytes,
             "write_bytes": subset.download_bytes,
         })
+        action._resolved = subset  # the manifest's source: a URL's own secret, a pasted link's token
+        return action
 
 
 def _planned_files(resolved: ResolvedSource) -> list[PlannedFile]:

@@ -13,6 +13,7 @@ _STYLE = {
     ActionKind.adopt: "cyan",
     ActionKind.delete: "red",
     ActionKind.warm: "blue",
+    ActionKind.error: "bold red",
 }
 
 
@@ -23,7 +24,10 @@ def _action_lines(action: PlannedAction, applied: bool) -> list[str]:
     if applied and action.result:
         ok = not action.result.startswith("error")
         head += f"  [{'green' if ok else 'bold red'}]{action.result if ok else action.result}[/]"
-    lines = [head, f"        reason: {_esc(action.reason)}"]
+    lines = [head]
+    if action.error:
+        lines.append(f"        [bold red]error:[/]  {_esc(action.error)}")
+    lines.append(f"        reason: {_esc(action.reason)}")
     if action.source:
         lines.append(f"        source: {_esc(action.source)}")
     if action.install and action.install.dest_path and action.action in (ActionKind.create, ActionKind.adopt):
@@ -44,21 +48,29 @@ def _esc(text: str) -> str:
 
 def render_plan_markup(plan: Plan, applied: bool = False, show_noop: bool = False) -> str:
     """Rich markup for a plan (or an executed plan, with results)."""
-    changing = [a for a in plan.actions if a.changes_anything or show_noop]
+    changing = [a for a in plan.actions if a.changes_anything or a.is_error or show_noop]
     lines: list[str] = []
     if not changing:
         lines.append("[green]No changes.[/] The models dir matches the manifests.")
     else:
-        lines.append("Apply results:" if applied else "reconciler will perform the following actions:")
+        if applied:
+            lines.append("Apply results:")
+        elif plan.has_changes:
+            lines.append("reconciler will perform the following actions:")
+        else:
+            lines.append("Nothing to change, but some models cannot be planned:")
         lines.append("")
         for action in changing:
             lines.extend(_action_lines(action, applied))
             lines.append("")
     s = plan.summary()
     counts = ", ".join(
-        f"{s[k.value]} to {k.value}" for k in ActionKind if k is not ActionKind.noop and s[k.value]
+        f"{s[k.value]} to {k.value}" for k in ActionKind
+        if k not in (ActionKind.noop, ActionKind.error) and s[k.value]
     ) or "nothing to change"
-    lines.append(f"[bold]Plan:[/] {counts}; {s['noop']} unchanged.")
+    errors = s[ActionKind.error.value]
+    failed = f"; [bold red]{errors} error{'s' if errors != 1 else ''}[/] (not planned, see above)" if errors else ""
+    lines.append(f"[bold]Plan:[/] {counts}; {s['noop']} unchanged{failed}.")
     lines.append(
         f"Bytes: {human_bytes(plan.download_bytes)} to download, {human_bytes(plan.write_bytes)} to write; "
         f"{human_bytes(plan.free_bytes)} free in {_esc(plan.models_dir)}."
@@ -73,7 +85,7 @@ def render_apply_summary(plan: Plan) -> str:
     done: dict[str, int] = {}
     failed = 0
     for action in plan.actions:
-        if not action.changes_anything or not action.result:
+        if not action.result or not (action.changes_anything or action.is_error):
             continue
         if action.result.startswith("error"):
             failed += 1

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import datetime, timezone
+from typing import Any, Optional
 
 from rich.table import Table
 
@@ -28,17 +29,39 @@ def status_document(observed: list[ObservedModel]) -> dict[str, Any]:
             "state": item.state.value,
             "hash": rec.hash,
             "files_state": item.files_state.value,
+            "warm": warm_document(rec),
         })
     return {"format_version": 1, "models": models}
 
 
+def warm_document(record: Any) -> Optional[dict[str, Any]]:
+    """The last warm-up of a record (None when it was never warmed)."""
+    if record.warm_state is None:
+        return None
+    when = None
+    if record.warmed_at is not None:
+        when = datetime.fromtimestamp(record.warmed_at, tz=timezone.utc).isoformat(timespec="seconds")
+    return {"state": record.warm_state, "at": when, "load_time_s": record.warm_load_time_s,
+            "error": record.warm_error, "files_changed_since": record.warm_hash != record.hash}
+
+
+def _warm_cell(warm: Optional[dict[str, Any]]) -> str:
+    if warm is None:
+        return "-"
+    if warm["state"] == "failed":
+        return "[red]warm failed[/]"
+    return f"[green]warm[/] {warm['load_time_s']:.2f} s" if warm["load_time_s"] is not None else "[green]warm[/]"
+
+
 def status_table(observed: list[ObservedModel]) -> Table:
     """A rich table of the status document."""
+    from rich.markup import escape
+
     table = Table(show_lines=False)
-    for col in ("name", "set", "type", "base", "format", "state", "path"):
+    for col in ("name", "set", "type", "base", "format", "state", "warm", "path"):
         table.add_column(col)
     for row in status_document(observed)["models"]:
         style = _STATE_STYLE.get(row["state"], "")
-        table.add_row(row["name"], row["managed_by"] or "-", row["type"], row["base"], row["format"],
-                      f"[{style}]{row['state']}[/]", row["path"])
+        table.add_row(escape(row["name"]), escape(row["managed_by"] or "-"), row["type"], row["base"], row["format"],
+                      f"[{style}]{row['state']}[/]", _warm_cell(row["warm"]), escape(row["path"]))
     return table

@@ -7,14 +7,16 @@ Each source is a frozen pydantic model whose ``str()`` is its *canonical* source
 Canonical forms::
 
     /abs/path/to/model.safetensors              LocalModelSource (absolute, normalised)
-    https://example.com/x.safetensors           URLModelSource (verbatim)
+    https://example.com/x.safetensors           URLModelSource (verbatim; secrets in it shown as ***)
     hf://owner/name[@revision][:variant[:subfolder]]
     hf://owner/name[@revision][:variant]::path/file.safetensors
     civitai:62833                               CivitaiModelSource (one model version)
     civitai:model/58390                         CivitaiModelSource (a model's newest version)
 
 Access tokens are ``repr=False`` and ``exclude=True``: they never show in ``str()``,
-``repr()``, ``model_dump()`` or ``model_dump_json()``.
+``repr()``, ``model_dump()`` or ``model_dump_json()``.  A URL that carries a secret of its
+own (``?token=``, a presigned signature) is shown redacted by ``str()``, so such a source
+does not round-trip through its string: only the manifest holds the real URL.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ from typing import Annotated, Any, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from reconciler.netnames import shown_url
 from reconciler.taxonomy import ModelRepoVariant
 
 #: File extensions of model weights.  In a Hugging Face source's third segment (or the
@@ -128,7 +131,10 @@ class URLModelSource(_SourceBase):
         return value
 
     def __str__(self) -> str:
-        return self.url
+        """The URL, with any secret in it (user:password, a token or signature in the query)
+        replaced by ``***``: what records, the lock, plans and messages show.  The bytes
+        are fetched from :attr:`url` as written."""
+        return shown_url(self.url)
 
 
 class HFModelSource(_SourceBase):

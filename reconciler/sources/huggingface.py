@@ -75,16 +75,19 @@ _TORCH_WEIGHTS = (".safetensors", ".bin", ".ckpt", ".pt", ".pth")
 # name.variant.ext, name.variant-00001-of-00002.ext, name.ext.index.variant.json
 _VARIANT_WEIGHTS = re.compile(r"^[^.]+(?:\.[^.]+)*?\.(?P<v>[A-Za-z0-9_]+)(?:-\d+-of-\d+)?\.(?:safetensors|bin|ckpt|pt|pth)$")
 _INDEX = re.compile(r"\.(?:safetensors|bin)\.index(?:\.(?P<v>[A-Za-z0-9_]+))?\.json$")
+_SHA1 = re.compile(r"[0-9a-fA-F]{40}")
 _VARIANT_NAMES = {"fp16", "fp32", "bf16", "non_ema", "ema", "fp8", "int8"}
 
 
 @dataclass(frozen=True)
 class Listed:
-    """One file of a listing: path, size and LFS sha256 (None for plain git files)."""
+    """One file of a listing: path, size and LFS sha256 (None for plain git files); for a
+    plain git file, its git blob id (the sha1 of ``blob <size>\\0<bytes>``)."""
 
     path: str
     size: Optional[int]
     sha256: Optional[str]
+    git_blob: Optional[str] = None
 
 
 # --- file classification -------------------------------------------------------------------
@@ -308,7 +311,8 @@ def _listing(info: Any, repo: str) -> list[Listed]:
         check_remote_path(name, f"Hugging Face repo {repo}")
         sha256 = s.lfs.sha256.lower() if s.lfs is not None and s.lfs.sha256 else None
         size = s.lfs.size if s.lfs is not None else s.size
-        out.append(Listed(name, size, sha256))
+        blob = getattr(s, "blob_id", None) if s.lfs is None else None  # an LFS file's is its pointer's
+        out.append(Listed(name, size, sha256, blob.lower() if isinstance(blob, str) and _SHA1.fullmatch(blob) else None))
     return out
 
 
@@ -399,7 +403,7 @@ def resolve_hf(source: HFModelSource, endpoint: Optional[str], token: Optional[s
         entry = by_path[path]
         dest = PurePosixPath(path).name if single else path[len(prefix):]
         files.append(RemoteFile(path=path, dest=dest, url=hf_hub_url(repo, path, revision=sha, endpoint=endpoint),
-                                size=entry.size, sha256=entry.sha256))
+                                size=entry.size, sha256=entry.sha256, git_blob=entry.git_blob))
 
     gated = getattr(info, "gated", None)
     if gated:

@@ -53,6 +53,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from pydantic import ValidationError
 
 from reconciler.errors import SourceError
+from reconciler.netnames import shown_url
 from reconciler.sources.base import (
     CivitaiModelSource,
     HFModelSource,
@@ -78,7 +79,8 @@ _CIVITAI_API_VERSION = re.compile(r"/api/v1/model-versions/(\d+)/?")
 
 
 def _fail(text: str, reason: str) -> SourceError:
-    return SourceError(f"invalid source {text!r}: {reason}")
+    shown = shown_url(text) if "://" in text else text  # a pasted link may carry ?token=
+    return SourceError(f"invalid source {shown!r}: {reason}")
 
 
 def parse_source(

@@ -24,7 +24,7 @@ from reconciler.sources.base import (
 )
 from reconciler.sources.civitai import resolve_civitai
 from reconciler.sources.huggingface import resolve_hf
-from reconciler.sources.resolved import ResolvedSource
+from reconciler.sources.resolved import ResolvedSource, git_blob_id
 from reconciler.sources.url import resolve_url
 from reconciler.taxonomy import ModelRepoVariant
 
@@ -114,7 +114,7 @@ def complete_digests(resolved: ResolvedSource, settings: AppSettings,
     import hashlib
     from dataclasses import replace
 
-    from reconciler.errors import TransientError
+    from reconciler.errors import IntegrityError, TransientError
 
     session = session or requests.Session()
     source = resolved.source
@@ -132,6 +132,9 @@ def complete_digests(resolved: ResolvedSource, settings: AppSettings,
             if response.status_code != 200:
                 raise SourceError(f"cannot fetch {f.path} of {source} to hash it: HTTP {response.status_code}")
             body = response.content
+            if f.git_blob and git_blob_id(body) != f.git_blob:  # never pin bytes the listing disowns
+                raise IntegrityError(f"{f.path} of {source}: the bytes served are not the ones the listing names "
+                                     f"(git blob {git_blob_id(body)}, listed {f.git_blob}); nothing locked")
             f = replace(f, sha256=hashlib.sha256(body).hexdigest(), size=len(body))
         files.append(f)
     return replace(resolved, files=files)

@@ -7,6 +7,7 @@ URLs, and the source's token field is excluded from its repr and dumps.
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass, field
 from typing import Optional
@@ -27,6 +28,7 @@ class RemoteFile:
     url: str  # download URL, without any token
     size: Optional[int] = None  # bytes, when the listing says
     sha256: Optional[str] = None  # lower-case hex, when the listing says
+    git_blob: Optional[str] = None  # a plain git file's blob id (Hugging Face), checked when there is no sha256
 
 
 @dataclass
@@ -57,6 +59,11 @@ class ResolvedSource:
         return sum(f.size or 0 for f in self.files)
 
 
+def git_blob_id(data: bytes) -> str:
+    """The git object id of a blob holding ``data`` (what the hub lists for a plain git file)."""
+    return hashlib.sha1(b"blob %d\0" % len(data) + data, usedforsecurity=False).hexdigest()
+
+
 def check_remote_path(path: str, where: str) -> str:
     """Return ``path`` if it stays inside its folder; raise UnsafePathError naming it otherwise.
 
@@ -80,4 +87,4 @@ def check_remote_path(path: str, where: str) -> str:
     return path
 
 
-__all__ = ["RemoteFile", "ResolvedSource", "check_remote_path"]
+__all__ = ["RemoteFile", "ResolvedSource", "check_remote_path", "git_blob_id"]

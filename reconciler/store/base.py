@@ -81,18 +81,23 @@ class ModelRecordServiceBase(ABC):
     # --- records ------------------------------------------------------------------------
 
     @abstractmethod
-    def add_model(self, key: str, config: ModelConfigBase | dict[str, Any]) -> AnyModelConfig:
+    def add_model(self, key: str, config: ModelConfigBase | dict[str, Any],
+                  files: Optional[Sequence[FileState]] = None) -> AnyModelConfig:
         """Add a record under ``key`` (which overrides any key in ``config``).
 
-        Raises DuplicateModelException when ``key`` exists or another record has the same
-        ``path``; InvalidModelConfigException when ``config`` does not validate.
+        ``files``: the record's file states, written in the same atomic write as the record
+        (a crash leaves the record with its files or no record, never a record without
+        them).  Raises DuplicateModelException when ``key`` exists or another record has the
+        same ``path``; InvalidModelConfigException when ``config`` does not validate.
         """
 
     @abstractmethod
-    def update_model(self, key: str, config: ModelConfigBase | dict[str, Any]) -> AnyModelConfig:
+    def update_model(self, key: str, config: ModelConfigBase | dict[str, Any],
+                     files: Optional[Sequence[FileState]] = None) -> AnyModelConfig:
         """Replace (config object) or patch (sparse dict) the record ``key``.
 
-        Raises UnknownModelException, InvalidModelConfigException, or
+        ``files``: when given, they replace the record's file states in the same atomic
+        write.  Raises UnknownModelException, InvalidModelConfigException, or
         DuplicateModelException when the new path belongs to another record.
         """
 

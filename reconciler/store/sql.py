@@ -191,11 +191,21 @@ class ModelRecordServiceSQL(ModelRecordServiceBase):
         cur.execute("DELETE FROM model_tags WHERE key = ?", (key,))
         cur.executemany("INSERT OR IGNORE INTO model_tags (key, tag) VALUES (?, ?)", [(key, t) for t in tags])
 
+    @staticmethod
+    def _write_files(cur: sqlite3.Cursor, key: str, states: Sequence[FileState]) -> None:
+        cur.execute("DELETE FROM model_files WHERE key = ?", (key,))
+        cur.executemany(
+            "INSERT INTO model_files (key, path, size, mtime_ns, imohash, sha256) VALUES (?, ?, ?, ?, ?, ?)",
+            [(key, s.path, s.size, s.mtime_ns, s.imohash, s.sha256) for s in states],
+        )
+
     # --- records ------------------------------------------------------------------------
 
-    def add_model(self, key: str, config: ModelConfigBase | dict[str, Any]) -> AnyModelConfig:
-        """See :meth:`ModelRecordServiceBase.add_model`."""
+    def add_model(self, key: str, config: ModelConfigBase | dict[str, Any],
+                  files: Optional[Sequence[FileState]] = None) -> AnyModelConfig:
+        """See :meth:`ModelRecordServiceBase.add_model` (record and file states: one transaction)."""
         record = config_for_add(key, config)
+        states = coerce_files(files) if files is not None else None
         with self._transaction() as cur:
             if cur.execute("SELECT 1 FROM models WHERE key = ?", (key,)).fetchone():
                 raise DuplicateModelException(f"a model with key {key} already exists")
@@ -206,10 +216,14 @@ class ModelRecordServiceSQL(ModelRecordServiceBase):
                 (key, *self._columns(record)),
             )
             self._write_tags(cur, key, record.tags)
+            if states is not None:
+                self._write_files(cur, key, states)
         return record
 
-    def update_model(self, key: str, config: ModelConfigBase | dict[str, Any]) -> AnyModelConfig:
-        """See :meth:`ModelRecordServiceBase.update_model`."""
+    def update_model(self, key: str, config: ModelConfigBase | dict[str, Any],
+                     files: Optional[Sequence[FileState]] = None) -> AnyModelConfig:
+        """See :meth:`ModelRecordServiceBase.update_model` (record and file states: one transaction)."""
+        states = coerce_files(files) if files is not None else None
         with self._transaction() as cur:
             row = cur.execute("SELECT config FROM models WHERE key = ?", (key,)).fetchone()
             if row is None:
@@ -222,6 +236,8 @@ class ModelRecordServiceSQL(ModelRecordServiceBase):
                 (*self._columns(record), key),
             )
             self._write_tags(cur, key, record.tags)
+            if states is not None:
+                self._write_files(cur, key, states)
         return record
 
     def del_model(self, key: str) -> None:
@@ -306,11 +322,7 @@ class ModelRecordServiceSQL(ModelRecordServiceBase):
         with self._transaction() as cur:
             if not cur.execute("SELECT 1 FROM models WHERE key = ?", (key,)).fetchone():
                 raise UnknownModelException(f"unknown model key {key}")
-            cur.execute("DELETE FROM model_files WHERE key = ?", (key,))
-            cur.executemany(
-                "INSERT INTO model_files (key, path, size, mtime_ns, imohash, sha256) VALUES (?, ?, ?, ?, ?, ?)",
-                [(key, s.path, s.size, s.mtime_ns, s.imohash, s.sha256) for s in states],
-            )
+            self._write_files(cur, key, states)
 
     def get_files(self, key: str) -> list[FileState]:
         """See :meth:`ModelRecordServiceBase.get_files`."""

@@ -9,14 +9,17 @@ File layout::
 Every write is a read-modify-write under ``filelock.FileLock(<path>.lock)`` (so two
 processes never interleave) that re-reads the file first and replaces it atomically (temp
 file in the same folder, fsync, ``os.replace``): a crash leaves the old file or the new
-one, never a truncated one.  Readers need no file lock; they re-read the file when its
-inode, mtime or size changed since they last read it.  The in-memory state is replaced
-whole on each write (copy-on-write), so a reader can use a snapshot outside the lock.
+one, never a truncated one (a temp file a killed writer leaves is removed by the next
+writer, or by the next open, under the lock).  Readers need no file lock; they re-read the
+file when its inode, mtime or size changed since they last read it.  The in-memory state
+is replaced whole on each write (copy-on-write), so a reader can use a snapshot outside
+the lock.
 """
 
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import tempfile
 import threading
@@ -141,6 +144,17 @@ def _atomic_write(path: Path, data: bytes) -> tuple[int, int, int]:
     return (st.st_ino, st.st_mtime_ns, st.st_size)
 
 
+def _file_dicts(files: Optional[Sequence[FileState]]) -> Optional[list[dict[str, Any]]]:
+    return None if files is None else [s.model_dump(mode="json") for s in coerce_files(files)]
+
+
+def _put_files(state: _State, key: str, states: list[dict[str, Any]]) -> None:
+    if states:
+        state.files[key] = states
+    else:
+        state.files.pop(key, None)
+
+
 class ModelRecordServiceFile(ModelRecordServiceBase):
     """Model records in one YAML file."""
 
@@ -163,6 +177,12 @@ class ModelRecordServiceFile(ModelRecordServiceBase):
                         raw = _render(fresh)
                         self._stamp = _atomic_write(self._path, raw)
                         self._state, self._raw = fresh, raw
+            if self._stale_temps():
+                try:
+                    with self._flock.acquire(timeout=0):
+                        self._clear_stale_temps()
+                except Timeout:
+                    pass  # a writer is at work (its temp file is live); the next write clears them
             self._refresh(strict=True)
 
     # --- plumbing -----------------------------------------------------------------------
@@ -172,6 +192,20 @@ class ModelRecordServiceFile(ModelRecordServiceBase):
             return self._path.stat().st_size > 0
         except FileNotFoundError:
             return False
+
+    def _stale_temps(self) -> list[Path]:
+        """Temp files of :func:`_atomic_write` beside the store (``.<name>.*.tmp``)."""
+        return list(self._path.parent.glob(f".{glob.escape(self._path.name)}.*.tmp"))
+
+    def _clear_stale_temps(self) -> None:
+        """Remove temp files a killed writer left; caller holds the file lock.
+
+        Every writer holds the file lock while its temp file exists, so one seen under the
+        lock belongs to a writer that died between creating it and the rename.
+        """
+        for tmp in self._stale_temps():
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
 
     @contextlib.contextmanager
     def _file_lock(self) -> Any:
@@ -214,6 +248,7 @@ class ModelRecordServiceFile(ModelRecordServiceBase):
         ``change`` may raise; then nothing is written and the serial is unchanged.
         """
         with self._lock, self._file_lock():
+            self._clear_stale_temps()
             current = self._refresh(strict=True)
             draft = _State(dict(current.meta), dict(current.models), dict(current.files))
             result = change(draft)
@@ -225,21 +260,27 @@ class ModelRecordServiceFile(ModelRecordServiceBase):
 
     # --- records ------------------------------------------------------------------------
 
-    def add_model(self, key: str, config: ModelConfigBase | dict[str, Any]) -> AnyModelConfig:
-        """See :meth:`ModelRecordServiceBase.add_model`."""
+    def add_model(self, key: str, config: ModelConfigBase | dict[str, Any],
+                  files: Optional[Sequence[FileState]] = None) -> AnyModelConfig:
+        """See :meth:`ModelRecordServiceBase.add_model` (record and file states: one file write)."""
         record = config_for_add(key, config)
+        states = _file_dicts(files)
 
         def change(state: _State) -> None:
             if key in state.models:
                 raise DuplicateModelException(f"a model with key {key} already exists")
             self._check_path_free(state, record)
             state.models[key] = to_record(record)
+            if states is not None:
+                _put_files(state, key, states)
 
         self._write(change)
         return record
 
-    def update_model(self, key: str, config: ModelConfigBase | dict[str, Any]) -> AnyModelConfig:
-        """See :meth:`ModelRecordServiceBase.update_model`."""
+    def update_model(self, key: str, config: ModelConfigBase | dict[str, Any],
+                     files: Optional[Sequence[FileState]] = None) -> AnyModelConfig:
+        """See :meth:`ModelRecordServiceBase.update_model` (record and file states: one file write)."""
+        states = _file_dicts(files)
 
         def change(state: _State) -> ModelConfigBase:
             if key not in state.models:
@@ -247,6 +288,8 @@ class ModelRecordServiceFile(ModelRecordServiceBase):
             record = config_for_update(key, state.models[key], config)
             self._check_path_free(state, record)
             state.models[key] = to_record(record)
+            if states is not None:
+                _put_files(state, key, states)
             return record
 
         return self._write(change)
@@ -338,15 +381,12 @@ class ModelRecordServiceFile(ModelRecordServiceBase):
 
     def set_files(self, key: str, files: Sequence[FileState]) -> None:
         """See :meth:`ModelRecordServiceBase.set_files`."""
-        states = [s.model_dump(mode="json") for s in coerce_files(files)]
+        states = _file_dicts(files) or []
 
         def change(state: _State) -> None:
             if key not in state.models:
                 raise UnknownModelException(f"unknown model key {key}")
-            if states:
-                state.files[key] = states
-            else:
-                state.files.pop(key, None)
+            _put_files(state, key, states)
 
         self._write(change)
 

@@ -516,7 +516,7 @@ def _bytes_to_unicode() -> dict[int, str]:
     return dict(zip(bs, (chr(c) for c in cs), strict=True))
 
 
-def _write_tokenizer(folder: Path) -> None:
+def write_clip_tokenizer(folder: Path) -> None:
     """A byte-level CLIP tokenizer: 2 special tokens + 256 bytes + their ``</w>`` forms, no merges."""
     chars = list(_bytes_to_unicode().values())
     vocab = {"<|startoftext|>": 0, "<|endoftext|>": 1}
@@ -726,12 +726,12 @@ def write_diffusers_pipeline(folder: str | Path, base: str = "sd-1", variant: st
         index["text_encoder"] = ["transformers", "CLIPTextModel"]
         index["tokenizer"] = ["transformers", "CLIPTokenizer"]
         _write_text_encoder(folder / "text_encoder", with_projection=False, fp16=fp16, seed=11)
-        _write_tokenizer(folder / "tokenizer")
+        write_clip_tokenizer(folder / "tokenizer")
     if sdxl:
         index["text_encoder_2"] = ["transformers", "CLIPTextModelWithProjection"]
         index["tokenizer_2"] = ["transformers", "CLIPTokenizer"]
         _write_text_encoder(folder / "text_encoder_2", with_projection=True, fp16=fp16, seed=12)
-        _write_tokenizer(folder / "tokenizer_2")
+        write_clip_tokenizer(folder / "tokenizer_2")
         if base == "sdxl":
             index["force_zeros_for_empty_prompt"] = True
         else:
@@ -913,7 +913,7 @@ def write_onnx_pipeline(folder: str | Path, base: str = "sd-1", with_unet_config
     index["safety_checker"] = [None, None]
     index["feature_extractor"] = [None, None]
     index["requires_safety_checker"] = False
-    _write_tokenizer(folder / "tokenizer")
+    write_clip_tokenizer(folder / "tokenizer")
     _write_json(folder / "scheduler" / "scheduler_config.json",
                 {"_class_name": "PNDMScheduler", "_diffusers_version": _DIFFUSERS_VERSION, **_SCHEDULER,
                  "prediction_type": "v_prediction" if base == "sd-2" else "epsilon", "skip_prk_steps": True})

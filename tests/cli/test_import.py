@@ -200,7 +200,7 @@ def test_a_model_elsewhere_in_the_models_dir_is_declared_in_place(ws) -> None:
     assert entries(out)["odd"] == {"name": "odd", "source": "../models/vaes/odd.safetensors", "inplace": True,
                                    "type": "vae", "base": "sd-1"}
     [action] = ws.plan_json(str(out))["actions"]
-    assert action["action"] in ("adopt", "create") and action.get("write_bytes", 0) == 0
+    assert action["action"] == "adopt" and action.get("write_bytes", 0) == 0  # the files already lie there
     assert ws.apply(str(out)).exit_code == 0
     assert odd.exists() and not (ws.models_dir / "sd-1" / "vae").exists()  # registered where it lies
     assert set(actions(ws.plan_json(str(out))).values()) == {"noop"}
@@ -228,7 +228,7 @@ def test_an_owned_record_off_its_destination_is_adopted_in_place_and_survives(ws
     (entry,) = declared.values()
     assert entry["inplace"] is True
     plan = ws.plan_json(str(out))
-    assert set(actions(plan).values()) <= {"adopt", "noop"}
+    assert actions(plan) == {"odd": "adopt"}  # the unmanaged record holds the files: adopted, no bytes move
     assert ws.apply(str(out)).exit_code == 0 and odd.exists()
     assert ws.cli("plan", "--detailed-exitcode", str(out)).exit_code == 0
     out.write_text(out.read_text().split("  models:")[0] + "  models: []\n")
@@ -247,6 +247,17 @@ def test_name_clashes_are_made_unique(ws) -> None:
     assert declared["style-2"]["source"] == "../models/sdxl/lora/style.safetensors"
     plan = ws.plan_json(str(out))
     assert actions(plan)["style"] == "adopt" and plan["summary"]["download_bytes"] == 0
+
+
+def test_a_file_named_like_a_windows_device_gets_a_name_the_manifest_accepts(ws) -> None:
+    write_lora_kohya(ws.models_dir / "sd-1" / "lora" / "con.safetensors", base="sd-1")
+    write_lora_kohya(ws.models_dir / "sd-1" / "lora" / ("\u00e9" * 120 + ".safetensors"), base="sd-1")
+    out = ws.manifests / "imported.yaml"
+    result = ws.cli("import", "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert sorted(entries(out)) == ["model-con", "\u00e9" * 100]  # names fit in 200 bytes of UTF-8
+    result = ws.cli("validate", str(out))
+    assert result.exit_code == 0, result.output
 
 
 def test_import_scans_another_dir_in_place(ws) -> None:

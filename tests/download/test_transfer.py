@@ -6,7 +6,6 @@ import json
 import os
 import threading
 import time
-from pathlib import Path
 
 import pytest
 import requests
@@ -307,5 +306,3 @@ def test_rate_limit_caps_whole_queue(server, make_queue, tmp_path):
 
 def test_errors_module_classes():
     assert issubclass(RemoteFileNotFoundError, FileNotFoundError) and issubclass(RemoteFileNotFoundError, DownloadError)
-    assert os.sep not in "x"
-    assert Path

@@ -91,7 +91,7 @@ def test_a_failed_put_leaves_no_entry_and_no_staging(tmp_path, root, monkeypatch
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr("reconciler.install.cache.shutil.copy2", broken_copy)
-    with pytest.raises(OSError):
+    with pytest.raises(OSError, match="No space left on device"):
         cache.put("new", blob(tmp_path / "in", "new", 10))
     assert cache.get("new") is None
     assert cache.get("old") is not None
@@ -102,7 +102,7 @@ def test_a_failed_move_gives_the_file_back(tmp_path, root, monkeypatch) -> None:
     cache = DownloadCache(root, max_bytes=10_000)
     src = blob(tmp_path / "in", "f.bin", 10)
     monkeypatch.setattr(DownloadCache, "_write_index", lambda self, data: (_ for _ in ()).throw(OSError("disk")))
-    with pytest.raises(OSError):
+    with pytest.raises(OSError, match="disk"):
         cache.put("f", src, move=True)
     assert src.exists()
     monkeypatch.undo()

@@ -6,6 +6,7 @@ torch is imported inside the tests that need it, never at module level.
 from __future__ import annotations
 
 import pickle
+import re
 import sys
 from pathlib import Path
 
@@ -89,8 +90,49 @@ def test_stack_global_code_is_refused(tmp_path: Path) -> None:
 
     path = tmp_path / "evil.pt"
     path.write_bytes(pickle.dumps({"x": Evil()}, protocol=4))  # protocol 4 uses STACK_GLOBAL
-    with pytest.raises(UnsafePickleError, match=r"posix\.system|os\.system|nt\.system"):
+    import os
+
+    with pytest.raises(UnsafePickleError, match=re.escape(f"imports {os.system.__module__}.system,")):
         scan_pickle(path)
+
+
+@pytest.mark.parametrize("zip_format", [True, False])
+def test_what_the_static_scan_lets_through_still_loads_as_weights_only(
+        tmp_path: Path, zip_format: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The second defence is reached: the static scan accepts every ``torch._utils._rebuild_*``
+    name, torch's weights-only unpickler only its own list.  ``_rebuild_xla_tensor`` (a real
+    torch function, here replaced by a recorder) passes the scan, is refused by
+    ``torch.load(weights_only=True)``, and never runs; a plain ``torch.load`` would run it."""
+    import torch
+    import torch._utils
+
+    calls: list[tuple] = []
+
+    def recorder(*args):
+        calls.append(args)
+        return torch.zeros(1)
+
+    recorder.__module__ = "torch._utils"
+    recorder.__name__ = recorder.__qualname__ = "_rebuild_xla_tensor"
+    monkeypatch.setattr(torch._utils, "_rebuild_xla_tensor", recorder)
+
+    class Smuggled:
+        def __reduce__(self):
+            return (torch._utils._rebuild_xla_tensor, ("data", torch.float32, "cpu", False))
+
+    path = tmp_path / "smuggled.ckpt"
+    torch.save({"state_dict": {"model.w": Smuggled()}, "global_step": 1}, path,
+               _use_new_zipfile_serialization=zip_format)
+    scan_pickle(path)  # the first defence lets it through
+    with pytest.raises(UnsafePickleError, match=re.escape(
+            f"{path}: refused: torch's weights-only loader rejected it: "
+            "Unsupported global: GLOBAL torch._utils._rebuild_xla_tensor was not an allowed global by default")):
+        probe_model(path)
+    with pytest.raises(UnsafePickleError, match="weights-only loader rejected it"):  # overrides change nothing
+        probe_model(path, {"type": "main", "format": "checkpoint", "base": "sd-1"})
+    assert calls == [], "the refused pickle ran a function"
+    torch.load(path, weights_only=False)  # without the second defence it would have run
+    assert calls == [("data", torch.float32, "cpu", False)]
 
 
 def test_torch_save_output_passes_the_static_scan(tmp_path: Path) -> None:

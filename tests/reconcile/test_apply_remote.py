@@ -245,7 +245,7 @@ def test_hostile_listing_is_refused(remote_ws):
     manifest(ws, "{name: evil, source: evil/repo}")
     result = ws.cli("apply", "-y", str(ws.manifests))
     assert result.exit_code == 1 and "../../x.safetensors" in result.stderr
-    assert not ws.db_path.exists() or records(ws) == {}
+    assert records(ws) == {}  # nothing registered (whether or not the store file was created)
 
 
 def test_unknown_repo_and_revision(remote_ws, sd_repo_files):  # noqa: F811

@@ -659,7 +659,7 @@ CASES: list[tuple[str, str, str]] = [
         HEAD.format(name="x") + "    - name: a/b\n      source: o/a\n",
         "7:13",
         "name 'a/b' must be usable as a folder name (no '/', '\\', control characters; not '.' or '..'; "
-        "at most 200 characters)",
+        "at most 200 bytes in UTF-8)",
     ),
     (
         HEAD.format(name="x") + "    - name: a\n      source: o/a\n      type: vae\n      model_type: lora\n",

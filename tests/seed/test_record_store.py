@@ -4,6 +4,7 @@ replaced by the project's settings."""
 
 from __future__ import annotations
 
+import re
 import sqlite3
 import threading
 from pathlib import Path
@@ -66,7 +67,8 @@ def test_model_config_base_fields_by_the_seeds_names(store: ModelRecordServiceBa
 def test_the_key_is_a_unique_32_character_random_id(store: ModelRecordServiceBase) -> None:
     first = MainCheckpointConfig(**_sd15(path="a.safetensors"))
     second = MainCheckpointConfig(**_sd15(path="b.safetensors"))
-    assert len(first.key) == 32 and int(first.key, 16) >= 0 and first.key != second.key
+    assert re.fullmatch(r"[0-9a-f]{32}", first.key) and re.fullmatch(r"[0-9a-f]{32}", second.key)
+    assert first.key != second.key
 
 
 def test_onnxsd2config_prediction_type_and_upcast_attention(store: ModelRecordServiceBase) -> None:

@@ -7,6 +7,7 @@ import os
 from pathlib import Path
 
 import pytest
+from pydantic import ValidationError
 
 from reconciler.errors import SourceError
 from reconciler.sources import (
@@ -325,7 +326,7 @@ def test_tokens_never_shown_and_excluded_from_dumps() -> None:
 
 def test_sources_are_frozen_and_hashable() -> None:
     src = hf("o/n")
-    with pytest.raises(Exception):  # noqa: B017 - pydantic's ValidationError for frozen instances
+    with pytest.raises(ValidationError, match="frozen"):
         src.repo_id = "x/y"  # type: ignore[misc]
     assert len({src, hf("o/n")}) == 1
 

@@ -14,14 +14,16 @@ A manifest file holds one or more YAML documents, each a ``ModelSet``::
 
 :func:`load_manifests` reads files and folders into a :class:`Manifest`.  Every problem is a
 :class:`~reconciler.errors.ManifestError` on one line, ``file:line:col: message`` (1-based).
+A manifest is untrusted input: a file over 8 MiB, nesting deeper than 64 levels or more than
+1,000,000 nodes once aliases are expanded is refused before it is built (see ``yamlnodes``).
 
 The package, one module per job (each imports only those above it):
 
+- ``yamlnodes``: YAML to data that remembers positions (libyaml when present, else ruamel.yaml;
+  why, in its docstring), within the limits on size, nesting and alias expansion;
 - ``fields``: the fields an entry and ``spec.defaults`` share, and the ``config:`` overrides;
 - ``sources``: an entry's source string with its keys and the defaults laid over it;
 - ``models``: ModelEntry, ModelSet, Manifest, and where each entry and set was declared;
-- ``yamlnodes``: YAML to data that remembers positions (libyaml when present, else ruamel.yaml;
-  why, in its docstring);
 - ``messages``: a pydantic ValidationError as one ``file:line:col: message``;
 - ``loader``: finding manifest files, and :func:`load_manifests`.
 

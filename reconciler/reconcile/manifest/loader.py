@@ -23,7 +23,7 @@ from reconciler.reconcile.manifest.models import (
     SetOrigin,
 )
 from reconciler.reconcile.manifest.sources import _FieldError, _resolve_source
-from reconciler.reconcile.manifest.yamlnodes import _Builder, _compose_all, _Map, _pos, _Seq
+from reconciler.reconcile.manifest.yamlnodes import MAX_MANIFEST_BYTES, _Map, _Seq, _short, load_documents
 from reconciler.sources import LocalModelSource
 
 MANIFEST_SUFFIXES = (".yaml", ".yml")
@@ -56,26 +56,40 @@ def _discover(paths: Sequence[Path | str]) -> list[Path]:
     return files
 
 
+def _read_text(file: Path) -> str:
+    """The file's text: at most MAX_MANIFEST_BYTES of UTF-8 (a pipe or device is read as far
+    as the limit, never to its end)."""
+    try:
+        with open(file, "rb") as stream:
+            raw = stream.read(MAX_MANIFEST_BYTES + 1)
+    except OSError as exc:
+        raise ManifestError(f"cannot read: {exc.strerror or exc}", file) from None
+    if len(raw) > MAX_MANIFEST_BYTES:
+        raise ManifestError(
+            f"larger than {MAX_MANIFEST_BYTES // (1024 * 1024)} MiB ({MAX_MANIFEST_BYTES:,} bytes), "
+            "the most a manifest may hold",
+            file,
+        )
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ManifestError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", file) from None
+
+
 class _Loader:
-    def __init__(self, civitai_hosts: Iterable[str] | None) -> None:
+    def __init__(self, civitai_hosts: Iterable[str] | None, check_local_sources: bool = True) -> None:
         self.civitai_hosts = list(civitai_hosts or ())
+        self.check_local_sources = check_local_sources
         self.names: dict[str, str] = {}  # model name -> where first declared
         self.set_names: dict[str, str] = {}
 
     def load_file(self, file: Path) -> list[ModelSet]:
-        try:
-            text = file.read_bytes().decode("utf-8-sig")
-        except UnicodeDecodeError as exc:
-            raise ManifestError(f"not UTF-8 text ({exc.reason} at byte {exc.start})", file) from None
-        except OSError as exc:
-            raise ManifestError(f"cannot read: {exc.strerror or exc}", file) from None
-        builder = _Builder(file)
+        text = _read_text(file)
         sets: list[ModelSet] = []
-        for node in _compose_all(text, file):
-            data = builder.build(node)
+        for data, pos in load_documents(text, file):
             if data is None or data == "":
                 continue  # an empty document
-            sets.append(self.load_document(data, _pos(node), file))
+            sets.append(self.load_document(data, pos, file))
         return sets
 
     def load_document(self, data: Any, pos: tuple[int, int], file: Path) -> ModelSet:
@@ -90,7 +104,7 @@ class _Loader:
                 )
             if data[key] != expected:
                 raise ManifestError(
-                    f"unsupported {key} {data[key]!r} (expected {expected!r})", file, *data.values_at[key]
+                    f"unsupported {key} {_short(data[key])} (expected {expected!r})", file, *data.values_at[key]
                 )
         try:
             model_set = ModelSet.model_validate(data)
@@ -102,7 +116,7 @@ class _Loader:
         where = f"{file}:{data['metadata'].values_at['name'][0]}:{data['metadata'].values_at['name'][1]}"
         if name in self.set_names:
             raise ManifestError(
-                f"duplicate ModelSet name {name!r} (first declared at {self.set_names[name]})",
+                f"duplicate ModelSet name {_short(name)} (first declared at {self.set_names[name]})",
                 file,
                 *data["metadata"].values_at["name"],
             )
@@ -131,7 +145,7 @@ class _Loader:
 
         if entry.name in self.names:
             raise origin.error(
-                f"duplicate model name {entry.name!r} (first declared at {self.names[entry.name]})"
+                f"duplicate model name {_short(entry.name)} (first declared at {self.names[entry.name]})"
             )
         self.names[entry.name] = origin.location()
 
@@ -139,7 +153,7 @@ class _Loader:
             source, effective = _resolve_source(entry, defaults, manifest_dir, self.civitai_hosts)
         except _FieldError as exc:
             raise origin.error(str(exc), exc.field_name) from None
-        if isinstance(source, LocalModelSource) and not os.path.exists(source.path):
+        if self.check_local_sources and isinstance(source, LocalModelSource) and not os.path.exists(source.path):
             raise origin.error(
                 f"local source {entry.source} does not exist (resolved to {source.path})", "source"
             )
@@ -161,17 +175,20 @@ def load_manifests(
     paths: Sequence[Path | str],
     *,
     civitai_hosts: Iterable[str] | None = None,
+    check_local_sources: bool = True,
 ) -> Manifest:
     """Read every ModelSet in ``paths`` (files, or folders read recursively for
     ``*.yaml``/``*.yml``), merge defaults, resolve and check sources, check names.
 
-    No network: of the sources, only local ones are checked (they must exist).
+    No network: of the sources, only local ones are checked (they must exist), unless
+    ``check_local_sources`` is false: plan and apply pass that, and report a missing local
+    source as that one model's error instead of refusing every model.
     ``civitai_hosts`` are extra Civitai endpoints for pasted URLs (see parse_source).
     Raises ManifestError (``file:line:col: message``, one line) on the first problem.
     """
     if isinstance(paths, (str, Path)):
         paths = [paths]
-    loader = _Loader(civitai_hosts)
+    loader = _Loader(civitai_hosts, check_local_sources)
     manifest = Manifest()
     # The loader allocates many small containers and creates no reference cycles; pausing
     # the cyclic GC while it runs takes a 2,000-entry load from ~0.35 s to ~0.15 s.

@@ -14,12 +14,24 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 from reconciler.errors import ManifestError
 from reconciler.reconcile.manifest.fields import EntryDefaults, _EntryFields
 from reconciler.reconcile.manifest.sources import _resolve_source
+from reconciler.reconcile.manifest.yamlnodes import _clip_message, _short
 from reconciler.sources import LocalModelSource, ModelSource
 
 API_VERSION = "reconciler/v1"
 KIND = "ModelSet"
 
 _SET_NAME = re.compile(r"[a-z0-9](?:[a-z0-9._-]{0,61}[a-z0-9])?")
+# Windows device names (CON, nul.txt, COM1...): the rule of reconciler.install.paths.is_reserved_name,
+# repeated here so that `validate` does not import the installer (a test checks they agree).
+_WINDOWS_RESERVED = re.compile(
+    r"(?:CON|PRN|AUX|NUL|COM[0-9\u00b9\u00b2\u00b3]|LPT[0-9\u00b9\u00b2\u00b3]|CONIN\$|CONOUT\$)", re.IGNORECASE
+)
+MAX_NAME_LENGTH = 200
+"""Longest model name, in UTF-8 bytes (a file name holds 255 bytes, and the suffix goes on it)."""
+
+
+def _is_reserved_name(name: str) -> bool:
+    return _WINDOWS_RESERVED.fullmatch(name.split(".", 1)[0].rstrip(" ")) is not None
 _SOURCE_FIELDS = frozenset({"source", "revision", "variant", "subfolder", "inplace"})
 
 
@@ -43,7 +55,7 @@ class EntryOrigin:
     def error(self, message: str, field_name: str | None = None) -> ManifestError:
         """A ManifestError pointing at the entry (or one of its fields)."""
         line, column = self.fields.get(field_name or "", (self.line, self.column))
-        return ManifestError(message, self.file, line, column)
+        return ManifestError(_clip_message(message), self.file, line, column)
 
 
 @dataclass(frozen=True)
@@ -82,17 +94,22 @@ class ModelEntry(_EntryFields):
         if not value or not value.strip():
             raise ValueError("name is empty")
         if value != value.strip():
-            raise ValueError(f"name {value!r} has leading or trailing spaces")
+            raise ValueError(f"name {_short(value)} has leading or trailing spaces")
         if (
             value in (".", "..")
             or "/" in value
             or "\\" in value
             or not value.isprintable()
-            or len(value) > 200
+            or len(value.encode("utf-8", "surrogatepass")) > MAX_NAME_LENGTH
         ):
             raise ValueError(
-                f"name {value!r} must be usable as a folder name (no '/', '\\', control characters; "
-                "not '.' or '..'; at most 200 characters)"
+                f"name {_short(value)} must be usable as a folder name (no '/', '\\', control characters; "
+                f"not '.' or '..'; at most {MAX_NAME_LENGTH} bytes in UTF-8)"
+            )
+        if _is_reserved_name(value):
+            raise ValueError(
+                f"name {_short(value)} is a Windows device name (CON, PRN, AUX, NUL, COM1-9, LPT1-9), "
+                "which no folder or file can be called"
             )
         return value
 
@@ -208,7 +225,7 @@ class ModelSetMetadata(BaseModel):
     def _check_name(cls, value: str) -> str:
         if not _SET_NAME.fullmatch(value):
             raise ValueError(
-                f"set name {value!r} must be 1-63 lowercase letters, digits, '-', '_' or '.', "
+                f"set name {_short(value)} must be 1-63 lowercase letters, digits, '-', '_' or '.', "
                 "starting and ending with a letter or digit"
             )
         return value
