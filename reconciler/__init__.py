@@ -32,7 +32,8 @@ _EXPORTS: dict[str, str] = {
     # errors
     **{name: "reconciler.errors" for name in (
         "ReconcilerError", "UnknownModelException", "DuplicateModelException", "InvalidModelConfigException",
-        "ManifestError", "UnknownJobIDException",
+        "ManifestError", "UnknownJobIDException", "ModelNotFoundException", "NotImplementedException",
+        "LoadError",
     )},
     # services
     "ModelRecordServiceBase": "reconciler.store.base",
@@ -42,6 +43,12 @@ _EXPORTS: dict[str, str] = {
     "ModelInstallJob": "reconciler.install.jobs",
     "InstallStatus": "reconciler.install.jobs",
     "ModelManagerService": "reconciler.install.manager",
+    "ModelLoadService": "reconciler.load.service",
+    "ModelCache": "reconciler.load.cache",
+    "ModelConvertCache": "reconciler.load.convert_cache",
+    "ModelLoaderRegistry": "reconciler.load.registry",
+    "ModelLoader": "reconciler.load.loader",
+    "LoadedModel": "reconciler.load.loaded",
     "DownloadQueueService": "reconciler.download.queue",
     "DownloadJobBase": "reconciler.download.jobs",
     "DownloadJobStatus": "reconciler.download.jobs",
