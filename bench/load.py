@@ -136,7 +136,7 @@ def bench_single(root: Path, rounds: int, device: str) -> None:
     configs = root / "configs"
     ldm.write_tiny_config_folder(configs / "sd-1", "sd-1")
     unet_cfg = json.loads((configs / "sd-1" / "unet" / "config.json").read_text())
-    unet_cfg.update(UNET_300MB)
+    unet_cfg.update(_unet_config())
     unet_cfg["cross_attention_dim"] = ldm.TEXT_HIDDEN["te1"]
     (configs / "sd-1" / "unet" / "config.json").write_text(json.dumps(unet_cfg))
     ckpt = root / "sd15-like.safetensors"

@@ -31,7 +31,8 @@ from reconciler.errors import (
     StalePlanError,
 )
 from reconciler.install.jobs import ModelInstallJob
-from reconciler.install.service import ModelInstallService, local_fingerprint
+from reconciler.install.local_paths import local_fingerprint
+from reconciler.install.service import ModelInstallService
 from reconciler.reconcile.plan import ActionKind, Plan, PlannedAction
 from reconciler.reconcile.planner import free_space
 from reconciler.reconcile.remote import spec_to_resolved

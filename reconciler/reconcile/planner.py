@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -19,14 +19,16 @@ from typing import Any, Optional
 from reconciler.configs import ModelConfigBase, canonical_field_names
 from reconciler.errors import ManifestError, PlanError, ReconcilerError
 from reconciler.install.landing import PROBED_KEYS
+from reconciler.install.local_paths import local_fingerprint
 from reconciler.install.paths import install_destination, is_inside, record_path, resolve_model_path
-from reconciler.install.service import ModelInstallService, local_fingerprint
+from reconciler.install.service import ModelInstallService
 from reconciler.probe.hashing import fast_hash
 from reconciler.probe.probe import probe_model
 from reconciler.reconcile.lockfile import LockFile
 from reconciler.reconcile.manifest import Manifest, ModelEntry, ModelSet
 from reconciler.reconcile.observe import ModelState, ObservedModel, observe_model
 from reconciler.reconcile.plan import ActionKind, InstallSpec, Plan, PlannedAction, PlannedFile
+from reconciler.reconcile.prune import plan_prune, records_kept_for_errors
 from reconciler.reconcile.remote import RemotePlanner, Resolver
 from reconciler.reconcile.warm import plan_warm_actions
 from reconciler.sources.base import LocalModelSource
@@ -167,9 +169,9 @@ class Planner:
                 claimed.add(action.key)  # never a prune candidate, whatever else happens
             plan.actions.append(action)
 
-        protected = self._kept_for_errors(plan, records, claimed, declared, read_sets)
-        self._plan_prune(manifest, [r for r in records if r.key not in claimed | protected], declared, targets,
-                         options, plan)
+        protected = records_kept_for_errors(plan, records, claimed, declared, read_sets)
+        plan_prune(manifest, [r for r in records if r.key not in claimed | protected], declared, targets, plan,
+                   prune=options.prune, allow_empty=options.allow_empty, max_deletions=options.max_deletions)
         plan.actions.extend(plan_warm_actions(manifest, plan.actions, index.by_owner, targets))
         plan.free_bytes = free_space(self.models_dir)
         if plan.write_bytes > (plan.free_bytes or 0):
@@ -366,75 +368,6 @@ class Planner:
                 "action": ActionKind.update, "install": spec, "reason": "fields changed: " + ", ".join(sorted(changes)),
             })
         return noop
-
-    # --- prune -------------------------------------------------------------------------------------
-    @staticmethod
-    def _kept_for_errors(plan: Plan, records: Iterable[ModelConfigBase], claimed: set[str],
-                         declared: set[tuple[str, str]], read_sets: set[str]) -> set[str]:
-        """Keys of records that prune must leave alone because a model that cannot be planned
-        may be them, moved to another set or renamed: same name or same source.  Deleting
-        waits until that model plans again (its move or rename then shows as an update)."""
-        errors = plan.errors
-        if not errors:
-            return set()
-        names = {a.name: a for a in errors}
-        sources = {a.source: a for a in errors if a.source}
-        kept: set[str] = set()
-        for rec in records:
-            if rec.key in claimed or rec.managed_by not in read_sets or (rec.managed_by, rec.name) in declared:
-                continue
-            why = names.get(rec.name) or sources.get(rec.source)
-            if why is None:
-                continue
-            kept.add(rec.key)
-            plan.warnings.append(
-                f"'{rec.name}' of set '{rec.managed_by}' is not pruned: declared model '{why.name}' "
-                f"(set '{why.set}') cannot be planned and may be this model moved or renamed"
-            )
-        return kept
-
-    def _plan_prune(
-        self,
-        manifest: Manifest,
-        records: Iterable[ModelConfigBase],
-        declared: set[tuple[str, str]],
-        targets: set[str],
-        options: PlanOptions,
-        plan: Plan,
-    ) -> None:
-        sets = {s.metadata.name: s for s in manifest.sets}
-        deletions: list[PlannedAction] = []
-        owned_count: dict[str, int] = {}
-        for rec in records:
-            if rec.managed_by in sets:
-                owned_count[rec.managed_by] = owned_count.get(rec.managed_by, 0) + 1
-            if rec.managed_by not in sets or (rec.managed_by, rec.name) in declared:
-                continue
-            if targets and rec.name not in targets:
-                continue
-            if not options.prune or not sets[rec.managed_by].spec.prune:
-                continue
-            deletions.append(PlannedAction(
-                action=ActionKind.delete, set=rec.managed_by, name=rec.name, source=rec.source, key=rec.key,
-                reason=f"no longer declared by set '{rec.managed_by}'",
-                notes=["record only: in-place files stay"] if rec.inplace else [],
-            ))
-        plan.actions.extend(deletions)
-        for name, model_set in sets.items():
-            if not model_set.spec.models and owned_count.get(name) and options.prune and model_set.spec.prune:
-                if not options.allow_empty:
-                    plan.warnings.append(
-                        f"set '{name}' declares no models: pruning its {owned_count[name]} installed models "
-                        "needs --allow-empty (an emptied manifest is more often a mistake than an intent)"
-                    )
-                    if "--allow-empty" not in plan.deletions_blocked_by:
-                        plan.deletions_blocked_by.append("--allow-empty")
-        if len(deletions) > options.max_deletions:
-            plan.warnings.append(
-                f"the plan deletes {len(deletions)} models, more than --max-deletions {options.max_deletions}; "
-                f"apply with --max-deletions {len(deletions)} if that is intended"
-            )
-            plan.deletions_blocked_by.append("--max-deletions")
 
 
 def _sha_matches(observed: ObservedModel, sha256: str) -> bool:
