@@ -174,8 +174,8 @@ def _write_checkpoint_from_configs(config_folder: Path, path: Path) -> None:
     unet_cfg = UNet2DConditionModel.load_config(config_folder / "unet")
     vae_cfg = AutoencoderKL.load_config(config_folder / "vae")
     models = {"unet": UNet2DConditionModel.from_config(unet_cfg), "vae": AutoencoderKL.from_config(vae_cfg),
-              "te1": CLIPTextModel(CLIPTextConfig.from_pretrained(config_folder / "text_encoder"))}
-    state = ldm.ldm_state_dict(models, "sd-1")
+              "text_encoder": CLIPTextModel(CLIPTextConfig.from_pretrained(config_folder / "text_encoder"))}
+    state = ldm.ldm_state_dict(models, "sd-1", configs={"unet": dict(unet_cfg), "vae": dict(vae_cfg)})
     save_file({k: v.contiguous() for k, v in state.items()}, str(path))
 
 

@@ -309,9 +309,11 @@ def open_clip_to_ldm(state: dict[str, Any], prefix: str) -> dict[str, Any]:
     return out
 
 
-def ldm_state_dict(models: dict[str, Any], base: str, variant: str = "normal") -> dict[str, Any]:
-    """The whole tiny pipeline as one original-layout state dict."""
-    configs = tiny_configs(base, variant)
+def ldm_state_dict(models: dict[str, Any], base: str, variant: str = "normal",
+                   configs: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
+    """The whole pipeline as one original-layout state dict (``configs``: the unet and vae
+    configs the models were built from; the tiny ones by default)."""
+    configs = configs or tiny_configs(base, variant)
     sd: dict[str, Any] = {}
     sd.update(unet_to_ldm(models["unet"].state_dict(), configs["unet"]))
     sd.update(vae_to_ldm(models["vae"].state_dict(), configs["vae"]))

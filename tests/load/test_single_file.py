@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from reconciler.errors import LoadError, MissingLoadFilesError
-from reconciler.load.model_loaders import controlnet, single_file, vae
+from reconciler.load.model_loaders import one_file, single_file
 from reconciler.testing import ldm
 
 
@@ -23,7 +23,7 @@ def convert_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         calls.append(subfolder or cls.__name__)
         return real(cls, checkpoint, root, subfolder, *args, **kwargs)
 
-    for module in (single_file, vae, controlnet):
+    for module in (single_file, one_file):
         monkeypatch.setattr(module, "convert_diffusers_model", counting)
     return calls
 
