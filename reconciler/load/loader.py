@@ -145,7 +145,7 @@ class ModelLoader:
     def _get_hf_load_class(self, model_path: Path, submodel_type: Optional[SubModelType] = None) -> Any:
         """The diffusers or transformers class a folder's ``config.json`` names (the seed's
         ``GenericDiffusersLoader`` example calls this)."""
-        from reconciler.load.model_loaders._common import hf_class_of
+        from reconciler.load.model_loaders.common import hf_class_of
 
         folder = model_path / submodel_type.value if submodel_type is not None else model_path
         return hf_class_of(folder)

@@ -62,7 +62,7 @@ def test_pipeline_config_loads_and_matches_the_prober(name: str) -> None:
     from diffusers import AutoencoderKL, DiffusionPipeline, UNet2DConditionModel
     from transformers import CLIPTextConfig
 
-    from reconciler.load.model_loaders._common import import_class
+    from reconciler.load.model_loaders.common import import_class
     from reconciler.load.model_loaders.diffusers_pipeline import pipeline_components
 
     base, variant, prediction = PIPELINES[name]

@@ -138,7 +138,7 @@ def find_extra_component(folders: ConfigFolders, base: BaseModelType, component:
                          class_name: str, dtype: Any) -> Any:
     """A component no checkpoint holds (a tokenizer, a depth estimator), from the config folders
     or the offline Hugging Face cache; MissingLoadFilesError saying how to provide it."""
-    from reconciler.load.model_loaders._common import import_class
+    from reconciler.load.model_loaders.common import import_class
 
     cls = import_class(library, class_name)
     root = folders.find(component)
@@ -170,7 +170,7 @@ def _load_extra(cls: Any, where: Path | str, subfolder: str, dtype: Any) -> Any:
     CLIP tokenizer (2 tokens, no vocabulary) from a repo id it finds nothing for, without an
     error, so ``from_pretrained(repo_id, local_files_only=True)`` cannot tell "not cached".
     """
-    from reconciler.load.model_loaders._common import check_tokenizer, from_pretrained, is_tokenizer_class
+    from reconciler.load.model_loaders.common import check_tokenizer, from_pretrained, is_tokenizer_class
 
     folder = Path(where) if not subfolder and Path(where).is_dir() else _cached_folder(str(where), subfolder, cls)
     if folder is None:
@@ -189,7 +189,7 @@ def _cached_folder(repo_id: str, subfolder: str, cls: Any) -> Optional[Path]:
     """The folder of ``repo_id/subfolder`` in the HF cache, when the file that makes it loadable is there."""
     from huggingface_hub import try_to_load_from_cache
 
-    from reconciler.load.model_loaders._common import is_tokenizer_class
+    from reconciler.load.model_loaders.common import is_tokenizer_class
 
     markers = ("vocab.json", "tokenizer.json") if is_tokenizer_class(cls) else ("config.json", "preprocessor_config.json")
     for marker in markers:

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from reconciler.errors import LoadError, ModelNotFoundException
-from reconciler.load.model_loaders._common import (
+from reconciler.load.model_loaders.common import (
     ConfigAwareLoader,
     check_tokenizer,
     from_pretrained,

@@ -12,7 +12,7 @@ from typing import Any, Optional
 
 from reconciler.errors import ModelNotFoundException
 from reconciler.load.loader import ModelLoader
-from reconciler.load.model_loaders._common import from_pretrained, hf_class_of, no_submodels
+from reconciler.load.model_loaders.common import from_pretrained, hf_class_of, no_submodels
 from reconciler.load.registry import ModelLoaderRegistry
 from reconciler.taxonomy import BaseModelType, ModelFormat, ModelRepoVariant, ModelType, SubModelType
 

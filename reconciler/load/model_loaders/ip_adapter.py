@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from reconciler.errors import LoadError
-from reconciler.load.model_loaders._common import cast_floats, no_submodels, read_state_dict
+from reconciler.load.model_loaders.common import cast_floats, no_submodels, read_state_dict
 from reconciler.load.model_loaders.raw import StateDictLoader
 from reconciler.load.registry import ModelLoaderRegistry
 from reconciler.taxonomy import BaseModelType, ModelFormat, ModelRepoVariant, ModelType, SubModelType

@@ -13,7 +13,7 @@ from typing import Any, Optional
 
 from reconciler.configs import ModelConfigBase
 from reconciler.errors import LoadError
-from reconciler.load.model_loaders._common import (
+from reconciler.load.model_loaders.common import (
     ConfigAwareLoader,
     dominant_float_dtype,
     from_pretrained,

@@ -13,7 +13,7 @@ from typing import Any, Optional
 
 from reconciler.errors import ModelNotFoundException
 from reconciler.load.loader import ModelLoader
-from reconciler.load.model_loaders._common import (
+from reconciler.load.model_loaders.common import (
     cast_floats,
     first_weights_file,
     no_submodels,

@@ -31,7 +31,7 @@ from typing import Any, Optional
 
 from reconciler.configs import ModelConfigBase
 from reconciler.errors import LoadError, MissingLoadFilesError
-from reconciler.load.model_loaders._common import (
+from reconciler.load.model_loaders.common import (
     dominant_float_dtype,
     import_class,
     read_json,
