@@ -151,7 +151,10 @@ def bench_single(root: Path, rounds: int, device: str) -> None:
         "print(type(p.unet).__name__)\n")
     for i in range(rounds):
         key = f"ckpt-{i}"
-        register(settings, key, ckpt, format="checkpoint")
+        linked = root / f"sd15-like-{i}.safetensors"  # one record per round: each converts afresh
+        if not linked.exists():
+            os.link(ckpt, linked)
+        register(settings, key, linked, format="checkpoint")
         first_t.append(_run(_service_code(root, device, key, "unet"))[0])
         cached_t.append(_run(_service_code(root, device, key, "unet"))[0])
         base_t.append(_run(base_code)[0])
