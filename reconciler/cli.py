@@ -266,6 +266,48 @@ def apply(state: CliState, paths: tuple[Path, ...], auto_approve: bool, locked: 
         sys.exit(EXIT_ERROR)
 
 
+def _host_port(_ctx: Any, _param: Any, value: Optional[str]) -> Optional[tuple[str, int]]:
+    if value is None:
+        return None
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise click.BadParameter(f"{value!r} is not HOST:PORT")
+    return host.strip("[]") or "0.0.0.0", int(port)
+
+
+@main.command()
+@paths_argument
+@click.option("--interval", type=click.FloatRange(min=1), default=600, show_default=True,
+              help="Seconds between full passes (with ±5% jitter), besides the file events.")
+@click.option("--debounce", type=click.FloatRange(min=0), default=0.5, show_default=True,
+              help="Seconds of quiet after a file event before reconciling (capped at 10 s of events).")
+@click.option("--status-file", type=click.Path(path_type=Path, dir_okay=False),
+              help="Rewrite this JSON file after each reconcile.")
+@click.option("--listen", callback=_host_port, metavar="HOST:PORT", help="Serve /healthz, /readyz and /metrics.")
+@click.option("--allow-prune-on-delete", is_flag=True, help="Deleting a manifest file prunes its sets.")
+@click.option("--poll", is_flag=True, help="Poll instead of inotify (NFS, SMB, Docker Desktop mounts).")
+@click.option("--no-prune", is_flag=True, help="Delete nothing.")
+@click.option("--target", "targets", multiple=True, help="Only these model names (repeatable).")
+@click.option("--max-deletions", type=click.IntRange(min=0), default=None,
+              help="Refuse a reconcile that deletes more models than this [default: 10].")
+@click.option("--locked", is_flag=True, help="Refuse while the manifests differ from the lock file.")
+@click.pass_obj
+@handle_errors
+def watch(state: CliState, paths: tuple[Path, ...], interval: float, debounce: float, status_file: Optional[Path],
+          listen: Optional[tuple[str, int]], allow_prune_on_delete: bool, poll: bool, no_prune: bool,
+          targets: tuple[str, ...], max_deletions: Optional[int], locked: bool) -> None:
+    """Reconcile now, then on every change to the manifests, the lock file, the models dir and
+    the autoimport dir, and every interval; SIGHUP reconciles now; SIGTERM/SIGINT exit 0."""
+    from reconciler.reconcile.watch import Watcher, WatchOptions
+
+    if not state.quiet:  # one line per reconcile even without -v; -v adds the start lines
+        logging.getLogger("reconciler.reconcile.watch").setLevel(logging.DEBUG if state.verbose else logging.INFO)
+    options = WatchOptions(paths=paths, interval=interval, debounce=debounce, status_file=status_file,
+                           listen=listen, allow_prune_on_delete=allow_prune_on_delete, poll=poll,
+                           prune=not no_prune, targets=targets, max_deletions=max_deletions, locked=locked)
+    sys.exit(Watcher(state.settings, options).run())
+
+
 @main.command()
 @click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.pass_obj

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 from reconciler.errors import LockFileError
 from reconciler.events import EventHandler
@@ -64,13 +64,17 @@ def apply(
     event_handlers: Sequence[EventHandler] = (),
     on_plan: Optional[Callable[[Plan], None]] = None,
     manifest: Optional[Manifest] = None,
+    loader: Any = None,
+    download_queue: Any = None,
 ) -> ApplyResult:
     """Plan (or take ``saved_plan``) and execute it under the models dir's lock.
 
     With ``locked``, refuse unless the lock file pins every remote model exactly as the
     manifests declare it now.  ``event_handlers`` receive the install service's events
     (``model_install_downloading`` and the rest), e.g. to draw progress bars; ``on_plan``
-    sees the plan that is about to run, before anything changes.
+    sees the plan that is about to run, before anything changes.  A long-running caller
+    (``watch``) passes its own ``loader`` (a ModelLoadService, so warmed models stay in its
+    RAM cache) and ``download_queue`` (to pause its downloads on shutdown).
     """
     settings = settings or load_settings()
     options = options or PlanOptions(max_deletions=settings.max_deletions)
@@ -85,7 +89,7 @@ def apply(
         check_locked(manifest, lock, settings.lock)
     ensure_writable(settings.models_dir)
     with models_dir_lock(settings.apply_lock_path, settings.apply_lock_timeout):
-        with open_services(settings, create=True) as services:
+        with open_services(settings, create=True, download_queue=download_queue) as services:
             for handler in event_handlers:
                 services.installer.event_bus.subscribe(handler)
             services.installer.prepare()
@@ -107,6 +111,7 @@ def apply(
                 max_deletions=options.max_deletions,
                 saved=saved_plan is not None,
                 on_action=on_action,
+                loader=loader,
             )
 
 

@@ -11,6 +11,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 from reconciler.install.service import ModelInstallService
 from reconciler.settings import AppSettings
@@ -38,12 +39,16 @@ def open_store(settings: AppSettings, create: bool) -> tuple[ModelRecordServiceB
 
 
 @contextmanager
-def open_services(settings: AppSettings, create: bool = False) -> Iterator[Services]:
-    """Open store + installer; ``create`` makes the store file (apply) or not (plan, status)."""
+def open_services(settings: AppSettings, create: bool = False, download_queue: Any = None) -> Iterator[Services]:
+    """Open store + installer; ``create`` makes the store file (apply) or not (plan, status).
+
+    ``download_queue``: a DownloadQueueService the caller keeps (``watch`` owns one for its
+    life, to pause its downloads on SIGTERM); by default the installer makes its own."""
     from reconciler.install.manager import metadata_store_for
 
     store, exists = open_store(settings, create)
-    installer = ModelInstallService(app_config=settings, record_store=store, metadata_store=metadata_store_for(store))
+    installer = ModelInstallService(app_config=settings, record_store=store, metadata_store=metadata_store_for(store),
+                                    download_queue=download_queue)
     try:
         yield Services(settings=settings, store=store, installer=installer, store_exists=exists)
     finally:

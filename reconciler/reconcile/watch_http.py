@@ -11,7 +11,8 @@
   when the scraper asks for it), from ``prometheus_client``.
 
 The watcher is duck-typed: ``alive() -> bool``, ``last_report`` (a ReconcileReport or None),
-``pending_triggers() -> int`` and ``metrics`` (a :class:`WatchMetrics`).
+``pending_triggers() -> int`` and ``metrics`` (a :class:`WatchMetrics`; when it is None,
+HealthServer sets a new one on the watcher, whose loop then calls its ``observe``).
 
 Metrics (each watcher has its own ``CollectorRegistry``, never the global one):
 
@@ -178,8 +179,11 @@ class HealthServer:
         self.watcher = watcher
         self._server: Optional[_Server] = None
         self._thread: Optional[threading.Thread] = None
+        # a watcher without metrics gets them here: they are served only with --listen
         metrics = getattr(watcher, "metrics", None)
-        if metrics is not None and hasattr(watcher, "pending_triggers"):
+        if metrics is None:
+            metrics = watcher.metrics = WatchMetrics()
+        if hasattr(watcher, "pending_triggers"):
             metrics.track_pending(watcher.pending_triggers)
 
     @property
