@@ -154,7 +154,8 @@ def validate(state: CliState, paths: tuple[Path, ...]) -> None:
 
 @main.command()
 @paths_argument
-@click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
+@click.option("-o", "--output", type=click.Choice(["text", "json", "markdown"]), default="text",
+              show_default=True, help="markdown: a pull-request comment.")
 @click.option("--out", "out_file", type=click.Path(path_type=Path), help="Save the plan for `apply PLANFILE`.")
 @click.option("--detailed-exitcode", is_flag=True, help="Exit 0 when nothing changes, 2 when something does.")
 @click.option("--no-prune", is_flag=True, help="Plan no deletions.")
@@ -171,6 +172,10 @@ def plan(state: CliState, paths: tuple[Path, ...], output: str, out_file: Option
     the_plan = api.plan(paths, state.settings, _plan_options(state, no_prune, targets))
     if output == "json":
         print_json(the_plan.public_dict())
+    elif output == "markdown":
+        from reconciler.render.plan_markdown import render_plan_markdown
+
+        click.echo(render_plan_markdown(the_plan), nl=False)
     elif not state.quiet:
         _stdout_console().print(render_plan_markup(the_plan))
     if out_file is not None:
@@ -308,37 +313,112 @@ def watch(state: CliState, paths: tuple[Path, ...], interval: float, debounce: f
     sys.exit(Watcher(state.settings, options).run())
 
 
+def _completion_state(ctx: click.Context) -> CliState:
+    root = ctx.find_root()
+    p = root.params
+    return CliState(p.get("models_dir"), p.get("db"), p.get("config"), p.get("lock"), 0, True)
+
+
+def _complete_records(ctx: click.Context, incomplete: str, field: str) -> list[Any]:
+    """Model or set names from the record store, for shell completion (never an error)."""
+    from click.shell_completion import CompletionItem
+
+    try:
+        from reconciler.reconcile.services import open_store
+
+        store, _ = open_store(_completion_state(ctx).settings, create=False)
+        try:
+            values = {getattr(rec, field) or "" for rec in store.all_models()}
+        finally:
+            store.close()
+    except Exception:  # completion must never print a traceback into the shell
+        return []
+    return [CompletionItem(v) for v in sorted(values) if v and v.startswith(incomplete)]
+
+
+def complete_model_names(ctx: click.Context, _param: Any, incomplete: str) -> list[Any]:
+    return _complete_records(ctx, incomplete, "name")
+
+
+def complete_set_names(ctx: click.Context, _param: Any, incomplete: str) -> list[Any]:
+    return _complete_records(ctx, incomplete, "managed_by")
+
+
 @main.command()
+@click.argument("name", required=False, shell_complete=complete_model_names)
+@click.option("--set", "set_name", shell_complete=complete_set_names, help="Only models of this ModelSet.")
+@click.option("--tag", "tags", multiple=True, help="Only models with this tag (repeatable: all of them).")
+@click.option("--type", "model_type", help="Only this model type (main, lora, vae, ...).")
+@click.option("--base", help="Only this base (sd-1, sdxl, ...).")
+@click.option("--state", "state_filter", type=click.Choice(["in_sync", "drifted", "missing", "unmanaged"]), help="Only this state.")
 @click.option("-o", "--output", type=click.Choice(["text", "json"]), default="text", show_default=True)
 @click.pass_obj
 @handle_errors
-def status(state: CliState, output: str) -> None:
-    """Every record with its live state."""
+def status(state: CliState, name: Optional[str], set_name: Optional[str], tags: tuple[str, ...],
+           model_type: Optional[str], base: Optional[str], state_filter: Optional[str], output: str) -> None:
+    """Every record with its live state; with NAME, one model in detail."""
     from reconciler.reconcile.observe import observe_all
     from reconciler.reconcile.services import open_services
+    from reconciler.reconcile.status_query import filter_observed, model_detail
+    from reconciler.reconcile.views import view_status
     from reconciler.render.json_out import print_json
-    from reconciler.render.status_text import status_document, status_table
+    from reconciler.render.status_text import detail_markup, status_document, status_table, warm_document
 
     with open_services(state.settings, create=False) as services:
-        observed = observe_all(services.store, state.settings.models_dir)
-    if output == "json":
-        print_json(status_document(observed))
+        observed = filter_observed(observe_all(services.store, state.settings.models_dir), set_name=set_name,
+                                   tags=tags, model_type=model_type, base=base, state=state_filter)
+        views = view_status(services.store) if name is None else []  # ModelView links
+        if name is not None:
+            found = [o for o in observed if o.record.name == name]
+            if not found:
+                filtered = bool(set_name or tags or model_type or base or state_filter)
+                fail(f"no registered model named {name!r}" + (" matches the filters" if filtered else ""))
+                sys.exit(EXIT_ERROR)
+            details = [model_detail(services, o, warm_document(o.record)) for o in found]
+    if name is not None:
+        if output == "json":
+            print_json({"format_version": 1, "models": details})
+        else:
+            for detail in details:
+                _stdout_console().print(detail_markup(detail))
+    elif output == "json":
+        print_json({**status_document(observed), "views": views})
     elif not observed:
-        click.echo("No models are registered.")
+        click.echo("No models are registered." if not (set_name or tags or model_type or base or state_filter)
+                   else "No registered model matches the filters.")
     else:
         _stdout_console().print(status_table(observed))
+    for link in views if output != "json" else []:
+        click.echo(f"view {link['view']}: {link['path']} ({link['mode']}, {link['model']}): {link['state']}")
 
 
 @main.command()
 @paths_argument
 @click.option("--upgrade", is_flag=True, help="Re-resolve every remote model (or those named by --target).")
 @click.option("--target", "targets", multiple=True, help="With --upgrade: only these model names.")
+@click.option("--check", is_flag=True,
+              help="Resolve and write nothing (no network); exit 1 when the lock file is stale, as `apply --locked` would.")
 @click.pass_obj
 @handle_errors
-def lock(state: CliState, paths: tuple[Path, ...], upgrade: bool, targets: tuple[str, ...]) -> None:
-    """Resolve remote sources and write the lock file."""
+def lock(state: CliState, paths: tuple[Path, ...], upgrade: bool, targets: tuple[str, ...], check: bool) -> None:
+    """Resolve remote sources and write the lock file (or, with --check, only check it)."""
     from reconciler.reconcile import api
 
+    if check:
+        from reconciler.errors import LockFileError
+        from reconciler.reconcile.lockfile import read_lock
+
+        manifest = api.read_manifests(paths, state.settings)
+        the_lock = read_lock(state.settings.lock)
+        remote = api.remote_entries(manifest)
+        if the_lock is not None or remote:
+            try:
+                api.check_locked(manifest, the_lock, state.settings.lock)
+            except LockFileError as exc:
+                raise LockFileError(str(exc).replace("--locked: ", "lock --check: ", 1)) from None
+        if not state.quiet:
+            click.echo(f"{state.settings.lock} is up to date: {len(remote)} remote model(s) locked as declared.")
+        return
     the_lock, resolved = api.lock(paths, state.settings, upgrade=upgrade, targets=targets)
     if not state.quiet:
         kept = len(the_lock.models) - len(resolved)
@@ -376,6 +456,30 @@ def schema(state: CliState, out_dir: Path) -> None:
     for path in write_schemas(out_dir):
         if not state.quiet:
             click.echo(f"wrote {path}")
+
+
+@main.command()
+@paths_argument
+@click.option("--check", is_flag=True, help="Change nothing; exit 1 when a file is not in canonical form.")
+@click.option("--diff", "show_diff", is_flag=True, help="Print a unified diff of each change.")
+@click.pass_obj
+@handle_errors
+def fmt(state: CliState, paths: tuple[Path, ...], check: bool, show_diff: bool) -> None:
+    """Rewrite manifests in canonical form (key order, indent), comments and entry order kept."""
+    from reconciler.reconcile.api import manifest_paths
+    from reconciler.reconcile.manifest.fmt import format_paths
+
+    result = format_paths(manifest_paths(paths, state.settings), write=not check)
+    for file in result.changed:
+        if show_diff:
+            click.echo(result.diffs[file], nl=False)
+        if not state.quiet:
+            click.echo(f"{'would reformat' if check else 'reformatted'} {file}", err=True)
+    if not state.quiet:
+        verb = "would be reformatted" if check else "reformatted"
+        click.echo(f"{len(result.changed)} of {len(result.files)} manifest file(s) {verb}.", err=True)
+    if check and result.changed:
+        sys.exit(EXIT_ERROR)
 
 
 @main.command("import")

@@ -36,6 +36,7 @@ from reconciler.install.service import ModelInstallService
 from reconciler.reconcile.plan import ActionKind, Plan, PlannedAction
 from reconciler.reconcile.planner import free_space
 from reconciler.reconcile.remote import spec_to_resolved
+from reconciler.reconcile.views import execute_view
 from reconciler.reconcile.warm import WarmRunner
 from reconciler.sources.parse import parse_source
 
@@ -135,6 +136,8 @@ def execute_action(installer: ModelInstallService, action: PlannedAction) -> str
         raise InstallError(action.error or f"'{action.name}' could not be planned")
     if kind is ActionKind.warm:
         return WarmRunner(installer).run(action)
+    if kind is ActionKind.view:
+        return execute_view(installer, action)
     if kind is ActionKind.delete:
         assert action.key
         installer.delete(action.key)
@@ -266,10 +269,10 @@ def apply_plan(
             _failed(action, exc)
             if on_action is not None:
                 on_action(action)
-    deletions = [a for a in ordered if a.action is ActionKind.delete]
+    deletions = [a for a in ordered if a.action in (ActionKind.view, ActionKind.delete)]  # views first
     warm = [a for a in ordered if a.action is ActionKind.warm]
     for action in ordered:
-        if id(action) in started or action.action in (ActionKind.delete, ActionKind.warm):
+        if id(action) in started or action.action in (ActionKind.delete, ActionKind.warm, ActionKind.view):
             continue
         _run(installer, action, on_action)
     for action, job in jobs:

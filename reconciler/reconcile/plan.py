@@ -30,6 +30,7 @@ class ActionKind(str, Enum):
     delete = "delete"  # prune: declared no more by a set that was read
     warm = "warm"  # load it after install
     noop = "noop"  # nothing to do
+    view = "view"  # a ModelView's files to link, repair or unlink (its ``links``)
     error = "error"  # cannot be planned (bad source, unreachable hub): apply does nothing for it and fails it
 
     def __str__(self) -> str:
@@ -46,8 +47,11 @@ SYMBOLS = {
     ActionKind.delete: "-",
     ActionKind.warm: "*",
     ActionKind.noop: " ",
+    ActionKind.view: "@",
     ActionKind.error: "x",
 }
+#: symbols of a view's links, under the view's row
+LINK_SYMBOLS = {"link": "+", "relink": "!", "unlink": "-"}
 
 #: the order apply runs actions in: deletions go last, after everything new is in place
 APPLY_ORDER = [
@@ -58,6 +62,7 @@ APPLY_ORDER = [
     ActionKind.repair,
     ActionKind.replace,
     ActionKind.warm,
+    ActionKind.view,  # after installs (links need the files), before deletions (links go first)
     ActionKind.delete,
     ActionKind.noop,
 ]
@@ -85,6 +90,18 @@ class InstallSpec(BaseModel):
     remote: Optional[dict[str, Any]] = None  # a remote source's resolution (lock-file form)
 
 
+class PlannedLink(BaseModel):
+    """One file of a view to make (``link``), make again (``relink``: drift) or remove (``unlink``)."""
+
+    op: str  # link | relink | unlink
+    path: str  # the destination, absolute
+    model: str = ""
+    target: str = ""  # the model's file it is made from
+    mode: str = ""  # hardlink | symlink | copy (a hardlink across filesystems is planned as copy)
+    reason: str = ""
+    pending: bool = False  # the model is (re)installed by this plan: its links are placed after that
+
+
 class PlannedAction(BaseModel):
     """One action of the plan."""
 
@@ -105,6 +122,9 @@ class PlannedAction(BaseModel):
     #: why this model cannot be planned (``action`` is ``error``): one line naming the manifest
     #: place and the file or source
     error: Optional[str] = None
+    #: a ModelView's row (``action`` view, noop or error): the view as declared and its links
+    view: Optional[dict[str, Any]] = None
+    links: list[PlannedLink] = Field(default_factory=list)
     #: the in-memory resolution (with metadata) of a remote action; not saved with the plan
     _resolved: Any = PrivateAttr(default=None)
 
@@ -141,6 +161,9 @@ class PlannedAction(BaseModel):
             "notes": list(self.notes),
             "error": self.error,
         }
+        if self.view is not None:
+            data["view"] = dict(self.view)
+            data["links"] = [link.model_dump() for link in self.links]
         if with_result:
             data["result"] = self.result
         return data

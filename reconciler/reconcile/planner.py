@@ -30,6 +30,7 @@ from reconciler.reconcile.observe import ModelState, ObservedModel, observe_mode
 from reconciler.reconcile.plan import ActionKind, InstallSpec, Plan, PlannedAction, PlannedFile
 from reconciler.reconcile.prune import plan_prune, records_kept_for_errors
 from reconciler.reconcile.remote import RemotePlanner, Resolver
+from reconciler.reconcile.views import plan_views
 from reconciler.reconcile.warm import plan_warm_actions
 from reconciler.sources.base import LocalModelSource
 
@@ -173,6 +174,7 @@ class Planner:
         plan_prune(manifest, [r for r in records if r.key not in claimed | protected], declared, targets, plan,
                    prune=options.prune, allow_empty=options.allow_empty, max_deletions=options.max_deletions)
         plan.actions.extend(plan_warm_actions(manifest, plan.actions, index.by_owner, targets))
+        plan.actions.extend(plan_views(self.installer, manifest, plan, prune=options.prune, targets=options.targets))
         plan.free_bytes = free_space(self.models_dir)
         if plan.write_bytes > (plan.free_bytes or 0):
             plan.warnings.append(

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from reconciler.reconcile.manifest import API_VERSION, EntryDefaults, ModelEntry, ModelSet
+from reconciler.reconcile.manifest.views import ModelView
 
 SCHEMA_DIALECT = "https://json-schema.org/draft/2020-12/schema"
 
@@ -30,13 +31,28 @@ def manifest_json_schema() -> dict[str, Any]:
             properties[alias] = {**properties[name], "description": f"Alias of '{name}' (the seed's name)"}
         # `type` and `model_type` name one field: give at most one of each pair.
         definition["not"] = {"anyOf": [{"required": [name, alias]} for alias, name in _ENTRY_ALIASES.items()]}
+    view = ModelView.model_json_schema(mode="validation", ref_template="#/$defs/{model}")
+    defs.update(view.pop("$defs", {}))
+    defs["ModelView"] = view
+    model_set = {k: v for k, v in schema.items() if k != "$defs"}
+    defs["ModelSet"] = model_set
     return {
         "$schema": SCHEMA_DIALECT,
         "$id": "https://model-reconciler.invalid/schemas/manifest.schema.json",
-        **schema,
-        "title": "ModelSet",
-        "description": f"One document of a model-reconciler manifest (apiVersion {API_VERSION}); "
-        "a file may hold several, separated by '---'.",
+        "$defs": defs,
+        "type": "object",
+        "properties": {
+            "apiVersion": model_set["properties"]["apiVersion"],
+            "kind": {"enum": ["ModelSet", "ModelView"], "title": "Kind"},
+        },
+        "required": ["apiVersion", "kind"],
+        "if": {"properties": {"kind": {"const": "ModelView"}}},
+        "then": {"$ref": "#/$defs/ModelView"},
+        "else": {"$ref": "#/$defs/ModelSet"},
+        "title": "ModelSet or ModelView",
+        "description": f"One document of a model-reconciler manifest (apiVersion {API_VERSION}): a ModelSet "
+        "(models to install) or a ModelView (where they appear for an app); a file may hold several, "
+        "separated by '---'.",
     }
 
 

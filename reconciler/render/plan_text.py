@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from reconciler.reconcile.plan import SYMBOLS, ActionKind, Plan, PlannedAction
+from reconciler.reconcile.plan import LINK_SYMBOLS, SYMBOLS, ActionKind, Plan, PlannedAction
 from reconciler.render.units import human_bytes
 
 _STYLE = {
@@ -13,6 +13,7 @@ _STYLE = {
     ActionKind.adopt: "cyan",
     ActionKind.delete: "red",
     ActionKind.warm: "blue",
+    ActionKind.view: "cyan",
     ActionKind.error: "bold red",
 }
 
@@ -39,6 +40,9 @@ def _action_lines(action: PlannedAction, applied: bool) -> list[str]:
         lines.append(f"        download: {human_bytes(action.download_bytes)}")
     for note in action.notes:
         lines.append(f"        [yellow]note:[/] {_esc(note)}")
+    for link in action.links:  # a ModelView's files
+        what = f"{link.model} (after its install)" if link.pending else _esc(link.path)
+        lines.append(f"        {LINK_SYMBOLS.get(link.op, '?'):>3} {what}" + (f"  ({_esc(link.reason)})" if link.reason and not link.pending else ""))
     return lines
 
 

@@ -65,3 +65,38 @@ def status_table(observed: list[ObservedModel]) -> Table:
         table.add_row(escape(row["name"]), escape(row["managed_by"] or "-"), row["type"], row["base"], row["format"],
                       f"[{style}]{row['state']}[/]", _warm_cell(row["warm"]), escape(row["path"]))
     return table
+
+
+def detail_markup(detail: dict[str, Any]) -> str:
+    """Rich markup for `status NAME`: one model in detail."""
+    from rich.markup import escape
+
+    from reconciler.render.units import human_bytes
+
+    style = _STATE_STYLE.get(detail["state"], "")
+    lines = [f"[bold]{escape(detail['name'])}[/]  [{style}]{detail['state']}[/] (files: {detail['files_state']})", ""]
+    for key, value in detail["record"].items():
+        if value in (None, "", [], {}):
+            continue
+        lines.append(f"  {key + ':':<22}{escape(str(value))}")
+    lines += ["", f"  files ({len(detail['files'])}):"]
+    for f in detail["files"]:
+        lines.append(f"    {escape(f['path'])}  {human_bytes(f['size'])}  sha256 {f['sha256'] or '-'}"
+                     + ("" if f["state"] == "ok" else f"  [red]{f['state']}[/]"))
+    meta = detail["metadata"]
+    lines.append("")
+    if meta is None:
+        lines.append("  metadata: none in the metadata store")
+    else:
+        lines.append("  metadata:")
+        for key in ("source_type", "name", "author", "tags", "license", "source_page"):
+            if meta.get(key) not in (None, "", []):
+                lines.append(f"    {key + ':':<13}{escape(str(meta[key]))}")
+    warm = detail["warm"]
+    lines.append(f"  last warm-up: {_warm_cell(warm) if warm is None or warm['state'] == 'failed' else _warm_cell(warm)}"
+                 + (f" at {warm['at']}" if warm and warm.get("at") else "")
+                 + (f"  error: {escape(str(warm['error']))}" if warm and warm.get("error") else ""))
+    views = detail["views"]
+    lines.append("  views: " + ("not known yet" if views is None else
+                                (", ".join(escape(str(v.get("path", v))) for v in views) or "none")))
+    return "\n".join(lines)

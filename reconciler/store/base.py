@@ -17,12 +17,29 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Optional
 
+from pydantic import BaseModel
+
 from reconciler.configs import AnyModelConfig, FileState, ModelConfigBase
 from reconciler.errors import DuplicateModelException, StoreFormatError, UnknownModelException
 from reconciler.taxonomy import BaseModelType, ModelFormat, ModelType
 
 SQL_SUFFIXES = frozenset({".db", ".sqlite", ".sqlite3"})
 YAML_SUFFIXES = frozenset({".yaml", ".yml"})
+
+
+class ViewLinkState(BaseModel):
+    """One file a ModelView made in an app's folder (or, with ``mode: config``, one section of
+    ComfyUI's extra_model_paths.yaml).  Prune removes only what is recorded here."""
+
+    view: str
+    path: str  # the destination, absolute (config: "<file>#<section>")
+    model: str = ""  # the model's name
+    model_key: str = ""
+    target: str = ""  # the model's file, absolute
+    mode: str  # hardlink | symlink | copy | config
+    link_text: str = ""  # a symlink's text
+    size: int = 0  # a copy's size and mtime when made
+    mtime_ns: int = 0
 
 
 class ModelRecordServiceBase(ABC):
@@ -210,6 +227,17 @@ class ModelRecordServiceBase(ABC):
     def all_files(self) -> dict[str, list[FileState]]:
         """File states of every model, keyed by model key (``[]`` for a model without any)."""
 
+    # --- view links ---------------------------------------------------------------------
+
+    def view_links(self) -> list[ViewLinkState]:
+        """Every file (or config section) a ModelView made, in the order recorded."""
+        raise NotImplementedError(f"{type(self).__name__} does not record view links")
+
+    def update_view_links(self, add: Sequence[ViewLinkState] = (),
+                          remove: Sequence[tuple[str, str]] = ()) -> None:
+        """One write: forget the (view, path) pairs of ``remove``, then record (or re-record) ``add``."""
+        raise NotImplementedError(f"{type(self).__name__} does not record view links")
+
     # --- lifetime -----------------------------------------------------------------------
 
     @abstractmethod
@@ -228,4 +256,4 @@ class ModelRecordServiceBase(ABC):
         self.close()
 
 
-__all__ = ["ModelRecordServiceBase", "SQL_SUFFIXES", "YAML_SUFFIXES"]
+__all__ = ["ModelRecordServiceBase", "SQL_SUFFIXES", "ViewLinkState", "YAML_SUFFIXES"]

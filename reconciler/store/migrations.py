@@ -118,9 +118,26 @@ def _v2_metadata_tables(conn: sqlite3.Connection) -> None:
         conn.execute(statement)
 
 
+def _v3_view_links(conn: sqlite3.Connection) -> None:
+    """The files ModelViews made in app folders (reconciler.views): prune removes only these."""
+    conn.execute("""CREATE TABLE view_links (
+        view TEXT NOT NULL,
+        path TEXT NOT NULL,
+        model TEXT NOT NULL DEFAULT '',
+        model_key TEXT NOT NULL DEFAULT '',
+        target TEXT NOT NULL DEFAULT '',
+        mode TEXT NOT NULL,
+        link_text TEXT NOT NULL DEFAULT '',
+        size INTEGER NOT NULL DEFAULT 0,
+        mtime_ns INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (view, path)
+    )""")
+
+
 MIGRATIONS: list[tuple[int, MigrationStep]] = [
     (1, _v1_create_tables),
     (2, _v2_metadata_tables),
+    (3, _v3_view_links),
 ]
 
 

@@ -34,7 +34,7 @@ from reconciler.store._records import (
     tag_list,
     to_record,
 )
-from reconciler.store.base import ModelRecordServiceBase
+from reconciler.store.base import ModelRecordServiceBase, ViewLinkState
 from reconciler.taxonomy import BaseModelType, ModelFormat, ModelType
 
 BUSY_TIMEOUT_S = 10.0
@@ -346,6 +346,26 @@ class ModelRecordServiceSQL(ModelRecordServiceBase):
             if path is not None:
                 states.append(FileState(path=path, size=size, mtime_ns=mtime_ns, imohash=imohash, sha256=sha256))
         return out
+
+    # --- view links ---------------------------------------------------------------------
+
+    _LINK_COLUMNS = ("view", "path", "model", "model_key", "target", "mode", "link_text", "size", "mtime_ns")
+
+    def view_links(self) -> list[ViewLinkState]:
+        """See :meth:`ModelRecordServiceBase.view_links`."""
+        rows = self._query(f"SELECT {', '.join(self._LINK_COLUMNS)} FROM view_links ORDER BY rowid")
+        return [ViewLinkState(**dict(zip(self._LINK_COLUMNS, row, strict=True))) for row in rows]
+
+    def update_view_links(self, add: Sequence[ViewLinkState] = (),
+                          remove: Sequence[tuple[str, str]] = ()) -> None:
+        """See :meth:`ModelRecordServiceBase.update_view_links`."""
+        with self._transaction() as cur:
+            cur.executemany("DELETE FROM view_links WHERE view = ? AND path = ?", list(remove))
+            cur.executemany(
+                f"INSERT OR REPLACE INTO view_links ({', '.join(self._LINK_COLUMNS)}) "
+                f"VALUES ({', '.join('?' * len(self._LINK_COLUMNS))})",
+                [tuple(getattr(link, c) for c in self._LINK_COLUMNS) for link in add],
+            )
 
     # --- lifetime -----------------------------------------------------------------------
 

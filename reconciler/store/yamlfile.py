@@ -5,6 +5,7 @@ File layout::
     __metadata__: {version: '1', lineage: <uuid4 hex>, serial: <int>}
     models: {<key>: {<config fields>}}
     files: {<key>: [{path, size, mtime_ns, imohash, sha256}]}
+    view_links: [{view, path, model, model_key, target, mode, ...}]   # only once a view made one
 
 Every write is a read-modify-write under ``filelock.FileLock(<path>.lock)`` (so two
 processes never interleave) that re-reads the file first and replaces it atomically (temp
@@ -47,7 +48,7 @@ from reconciler.store._records import (
     tag_list,
     to_record,
 )
-from reconciler.store.base import ModelRecordServiceBase
+from reconciler.store.base import ModelRecordServiceBase, ViewLinkState
 from reconciler.store.sql import SQLITE_MAGIC
 from reconciler.taxonomy import BaseModelType, ModelFormat, ModelType
 
@@ -64,12 +65,14 @@ Files = dict[str, list[dict[str, Any]]]
 class _State:
     """One parsed version of the file; never mutated once published."""
 
-    __slots__ = ("meta", "models", "files")
+    __slots__ = ("meta", "models", "files", "links")
 
-    def __init__(self, meta: dict[str, Any], models: Models, files: Files) -> None:
+    def __init__(self, meta: dict[str, Any], models: Models, files: Files,
+                 links: Optional[list[dict[str, Any]]] = None) -> None:
         self.meta = meta
         self.models = models
         self.files = files
+        self.links = links or []
 
 
 def _parse(raw: bytes, where: Path) -> _State:
@@ -108,11 +111,17 @@ def _parse(raw: bytes, where: Path) -> _State:
             raise StoreFormatError(f"{where}: files of model {key} must be a list of mappings")
         if str(key) in models:  # states of a deleted model are dropped
             files[str(key)] = states
-    return _State({"version": str(meta["version"]), "lineage": meta["lineage"], "serial": serial}, models, files)
+    links = doc.get("view_links") or []
+    if not isinstance(links, list) or not all(isinstance(x, dict) for x in links):
+        raise StoreFormatError(f"{where}: 'view_links' must be a list of mappings")
+    return _State({"version": str(meta["version"]), "lineage": meta["lineage"], "serial": serial}, models, files,
+                  links)
 
 
 def _render(state: _State) -> bytes:
-    doc = {HEADER_KEY: state.meta, "models": state.models, "files": state.files}
+    doc: dict[str, Any] = {HEADER_KEY: state.meta, "models": state.models, "files": state.files}
+    if state.links:
+        doc["view_links"] = state.links
     return (_BANNER + _yamlio.dump(doc)).encode("utf-8")
 
 
@@ -250,7 +259,7 @@ class ModelRecordServiceFile(ModelRecordServiceBase):
         with self._lock, self._file_lock():
             self._clear_stale_temps()
             current = self._refresh(strict=True)
-            draft = _State(dict(current.meta), dict(current.models), dict(current.files))
+            draft = _State(dict(current.meta), dict(current.models), dict(current.files), list(current.links))
             result = change(draft)
             draft.meta["serial"] = int(draft.meta["serial"]) + 1
             raw = _render(draft)
@@ -401,6 +410,23 @@ class ModelRecordServiceFile(ModelRecordServiceBase):
         """See :meth:`ModelRecordServiceBase.all_files`."""
         state = self._snapshot()
         return {key: [FileState.model_validate(s) for s in state.files.get(key, [])] for key in state.models}
+
+    # --- view links ---------------------------------------------------------------------
+
+    def view_links(self) -> list[ViewLinkState]:
+        """See :meth:`ModelRecordServiceBase.view_links`."""
+        return [ViewLinkState.model_validate(x) for x in self._snapshot().links]
+
+    def update_view_links(self, add: Sequence[ViewLinkState] = (),
+                          remove: Sequence[tuple[str, str]] = ()) -> None:
+        """See :meth:`ModelRecordServiceBase.update_view_links`."""
+        gone = set(remove) | {(link.view, link.path) for link in add}
+
+        def change(state: _State) -> None:
+            state.links = [x for x in state.links if (x.get("view"), x.get("path")) not in gone]
+            state.links.extend(link.model_dump() for link in add)
+
+        self._write(change)
 
     # --- lifetime -----------------------------------------------------------------------
 

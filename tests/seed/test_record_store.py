@@ -188,7 +188,7 @@ def test_other_fields_are_searched_with_a_filter(store: ModelRecordServiceBase) 
 
 def test_version(store: ModelRecordServiceBase) -> None:
     # departure: each backend's own schema number (SQL migrations, YAML format), not "3.2"
-    assert store.version() == ("2" if isinstance(store, ModelRecordServiceSQL) else "1")
+    assert store.version() == ("3" if isinstance(store, ModelRecordServiceSQL) else "1")
 
 
 def test_model_info_by_name(store: ModelRecordServiceBase) -> None:

@@ -23,8 +23,10 @@ from reconciler.reconcile.manifest.models import (
     SetOrigin,
 )
 from reconciler.reconcile.manifest.sources import _FieldError, _resolve_source
+from reconciler.reconcile.manifest.views import VIEW_KIND, ModelView, ViewOrigin
 from reconciler.reconcile.manifest.yamlnodes import MAX_MANIFEST_BYTES, _Map, _Seq, _short, load_documents
 from reconciler.sources import LocalModelSource
+from reconciler.views.apps import App, LinkMode
 
 MANIFEST_SUFFIXES = (".yaml", ".yml")
 
@@ -82,15 +84,41 @@ class _Loader:
         self.check_local_sources = check_local_sources
         self.names: dict[str, str] = {}  # model name -> where first declared
         self.set_names: dict[str, str] = {}
+        self.view_names: dict[str, str] = {}
 
-    def load_file(self, file: Path) -> list[ModelSet]:
+    def load_file(self, file: Path) -> list[ModelSet | ModelView]:
         text = _read_text(file)
-        sets: list[ModelSet] = []
+        sets: list[ModelSet | ModelView] = []
         for data, pos in load_documents(text, file):
             if data is None or data == "":
                 continue  # an empty document
-            sets.append(self.load_document(data, pos, file))
+            if isinstance(data, _Map) and data.get("kind") == VIEW_KIND and data.get("apiVersion") == API_VERSION:
+                sets.append(self.load_view(data, file))
+            else:
+                sets.append(self.load_document(data, pos, file))
         return sets
+
+    def load_view(self, data: _Map, file: Path) -> ModelView:
+        """A ``kind: ModelView`` document (see manifest.views)."""
+        try:
+            view = ModelView.model_validate(data)
+        except ValidationError as exc:
+            raise _validation_error(exc, data, file) from None
+        spec = data.get("spec") or _Map(data.pos)
+        fields = dict(spec.values_at) if isinstance(spec, _Map) else {}
+        view._origin = ViewOrigin(file, data.pos[0], data.pos[1], fields)
+        name_at = data["metadata"].values_at["name"]
+        if view.name in self.view_names:
+            raise ManifestError(f"duplicate ModelView name {_short(view.name)} (first declared at "
+                                f"{self.view_names[view.name]})", file, *name_at)
+        self.view_names[view.name] = f"{file}:{name_at[0]}:{name_at[1]}"
+        if view.spec.link is LinkMode.config and view.spec.app is not App.comfyui:
+            raise ManifestError(f"link: config is for app comfyui only (this view's app is {view.spec.app.value})",
+                                file, *fields.get("link", data.pos))
+        if view.spec.root is None and view.spec.app is not App.hf_cache:
+            raise ManifestError(f"spec.root is required for app {view.spec.app.value} (the app's root folder)",
+                                file, *fields.get("app", data.pos))
+        return view
 
     def load_document(self, data: Any, pos: tuple[int, int], file: Path) -> ModelSet:
         if not isinstance(data, _Map):
@@ -197,11 +225,25 @@ def load_manifests(
     try:
         for file in _discover(paths):
             manifest.files.append(file)
-            manifest.sets.extend(loader.load_file(file))
+            for doc in loader.load_file(file):
+                (manifest.views if isinstance(doc, ModelView) else manifest.sets).append(doc)  # type: ignore[arg-type]
     finally:
         if gc_was_enabled:
             gc.enable()
+    _check_view_sets(manifest)
     return manifest
+
+
+def _check_view_sets(manifest: Manifest) -> None:
+    """A view's ``sets`` must name sets that were read."""
+    known = set(manifest.set_names)
+    for view in manifest.views:
+        unknown = [s for s in view.spec.sets or () if s not in known]
+        if unknown:
+            origin = view.origin
+            line, col = origin.fields.get("sets", (origin.line, origin.column)) if origin else (None, None)
+            raise ManifestError(f"ModelView '{view.name}' names sets that were not read: "
+                                + ", ".join(_short(s) for s in unknown), origin.file if origin else None, line, col)
 
 
 def iter_entries(manifest: Manifest) -> Iterator[ModelEntry]:

@@ -258,6 +258,7 @@ class Manifest:
 
     sets: list[ModelSet] = field(default_factory=list)
     files: list[Path] = field(default_factory=list)
+    views: list[Any] = field(default_factory=list)  # ModelView documents (manifest.views)
 
     def entries(self) -> list[tuple[ModelSet, ModelEntry]]:
         """(set, entry) for every entry of every set, in declaration order."""
