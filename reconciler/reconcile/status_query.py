@@ -2,8 +2,7 @@
 
 The detail of one model is every record field, its files (size, sha256), its metadata from
 the metadata store (tags, author, licence, source page), the last warm-up, and where it is
-linked by views.  Views (issue 13) are read through :func:`view_links`, the one hook to fill
-in once the view store has an API for "links of one model"; until then it reports ``None``.
+linked by views (the links the record store keeps for ModelView documents).
 """
 
 from __future__ import annotations
@@ -74,9 +73,10 @@ def metadata_document(metadata_store: Any, key: str) -> Optional[dict[str, Any]]
     }
 
 
-def view_links(services: Any, record: Any) -> Optional[list[dict[str, Any]]]:
-    """Where views link ``record``: the hook for issue 13's view store (None: not known yet)."""
-    return None
+def view_links(services: Any, record: Any) -> list[dict[str, Any]]:
+    """Where views link ``record``: each recorded link's view, path and mode."""
+    return [{"view": link.view, "path": link.path, "mode": link.mode}
+            for link in services.store.view_links() if link.model_key == record.key]
 
 
 def model_detail(services: Any, item: ObservedModel, warm: Optional[dict[str, Any]]) -> dict[str, Any]:

@@ -97,6 +97,5 @@ def detail_markup(detail: dict[str, Any]) -> str:
                  + (f" at {warm['at']}" if warm and warm.get("at") else "")
                  + (f"  error: {escape(str(warm['error']))}" if warm and warm.get("error") else ""))
     views = detail["views"]
-    lines.append("  views: " + ("not known yet" if views is None else
-                                (", ".join(escape(str(v.get("path", v))) for v in views) or "none")))
+    lines.append("  views: " + (", ".join(f"{escape(v['path'])} ({v['view']}, {v['mode']})" for v in views) or "none"))
     return "\n".join(lines)

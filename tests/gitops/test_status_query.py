@@ -59,7 +59,7 @@ def test_one_model_in_detail(ws) -> None:
     assert detail["record"]["tags"] == ["house", "style"]
     [f] = detail["files"]
     assert f["path"] == "sd-1/lora/style-lora.safetensors" and f["size"] > 0 and len(f["sha256"]) == 64
-    assert detail["metadata"] is None and detail["warm"] is None and detail["views"] is None
+    assert detail["metadata"] is None and detail["warm"] is None and detail["views"] == []
     text = ws.cli("status", "style-lora").stdout
     assert "managed_by:" in text and "sha256 " + f["sha256"] in text and "last warm-up: -" in text
     missing = ws.cli("status", "nope")

@@ -177,6 +177,10 @@ def test_status_and_removed_view(ws) -> None:
     _apply(ws)
     status = json.loads(ws.cli("status", "-o", "json").stdout)
     assert [(v["view"], v["state"]) for v in status["views"]] == [("comfy", "in_sync")]
+    detail = json.loads(ws.cli("status", "lora", "-o", "json").stdout)["models"][0]
+    assert detail["views"] == [{"view": "comfy", "mode": "symlink",
+                                "path": str((ws.root / "comfy/models/loras/lora.safetensors").absolute())}]
+    assert "comfy, symlink" in ws.cli("status", "lora").stdout
     _manifest(ws, ["lora"], [])  # the view is no longer declared: its links go, the model stays
     _apply(ws)
     assert not (ws.root / "comfy/models/loras/lora.safetensors").is_symlink()
