@@ -6,93 +6,31 @@ stderr and exit 1; ``-v`` adds the traceback.
 
 from __future__ import annotations
 
-import functools
 import logging
 import sys
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Optional, TypeVar
+from typing import Any, Optional
 
 import click
 
-from reconciler.errors import ReconcilerError
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-EXIT_ERROR, EXIT_CHANGES = 1, 2
-
-
-class CliState:
-    """Global options, resolved into AppSettings on first use."""
-
-    def __init__(self, models_dir: Optional[Path], db: Optional[Path], config: Optional[Path],
-                 lock: Optional[Path], verbose: int, quiet: bool) -> None:
-        self.models_dir, self.db, self.config, self.lock = models_dir, db, config, lock
-        self.verbose, self.quiet = verbose, quiet
-        self._settings: Any = None
-
-    @property
-    def settings(self) -> Any:
-        if self._settings is None:
-            from reconciler.settings import load_settings
-
-            self._settings = load_settings(
-                config_file=self.config, models_dir=self.models_dir, db=self.db, lock=self.lock
-            )
-        return self._settings
-
-
-def _stderr_console() -> Any:
-    from rich.console import Console
-
-    return Console(stderr=True, soft_wrap=True, highlight=False)
-
-
-def _stdout_console() -> Any:
-    from rich.console import Console
-
-    # piped output (CI logs, `| less`) gets wide lines instead of rich's 80-column default
-    return Console(soft_wrap=True, highlight=False, width=None if sys.stdout.isatty() else 160)
+from reconciler.cli_support import (
+    EXIT_CHANGES,
+    EXIT_ERROR,
+    CliState,
+    complete_model_names,
+    complete_set_names,
+    fail,
+    failure_line,
+    handle_errors,
+    host_port,
+    stderr_console,
+    stdout_console,
+)
 
 
 def stdin_is_terminal() -> bool:
     """Whether a person can answer a prompt (apply asks for 'yes' only then)."""
     return sys.stdin.isatty()
-
-
-def fail(message: str) -> None:
-    """Print one unwrapped error line on stderr."""
-    text = " ".join(str(message).split("\n"))
-    sys.stderr.write(f"Error: {text}\n")
-    sys.stderr.flush()
-
-
-def failure_line(action: Any) -> str:
-    """The stderr line of one failed action: a plan error as the plan worded it; an action
-    that failed while running, with what it was doing to which model."""
-    if action.is_error:
-        return str(action.error)
-    message = str(action.result or "").removeprefix("error: ")
-    return f"{action.action.value} {action.set}/{action.name}: {message}"
-
-
-def handle_errors(func: F) -> F:
-    """Turn ReconcilerError (and OSError) into one stderr line and exit 1."""
-
-    @functools.wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        state: Optional[CliState] = click.get_current_context().find_object(CliState)
-        try:
-            return func(*args, **kwargs)
-        except (ReconcilerError, OSError) as exc:
-            if state is not None and state.verbose:
-                import traceback
-
-                traceback.print_exc()
-            fail(str(exc))
-            sys.exit(EXIT_ERROR)
-
-    return wrapper  # type: ignore[return-value]
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -177,7 +115,7 @@ def plan(state: CliState, paths: tuple[Path, ...], output: str, out_file: Option
 
         click.echo(render_plan_markdown(the_plan), nl=False)
     elif not state.quiet:
-        _stdout_console().print(render_plan_markup(the_plan))
+        stdout_console().print(render_plan_markup(the_plan))
     if out_file is not None:
         the_plan.save(out_file)
         if output == "text" and not state.quiet:
@@ -231,7 +169,7 @@ def apply(state: CliState, paths: tuple[Path, ...], auto_approve: bool, locked: 
 
             api.check_locked(manifest, read_lock(settings.lock), settings.lock)
         preview = saved or api.plan(paths, settings, options, manifest=manifest)
-        _stdout_console().print(render_plan_markup(preview))
+        stdout_console().print(render_plan_markup(preview))
         if not preview.has_changes:
             for action in preview.errors:
                 fail(action.error or action.name)
@@ -248,12 +186,12 @@ def apply(state: CliState, paths: tuple[Path, ...], auto_approve: bool, locked: 
     from reconciler.render.plan_text import render_apply_summary
     from reconciler.render.progress import ApplyProgress
 
-    err = _stderr_console()
+    err = stderr_console()
     text_out = output == "text" and not state.quiet
 
     def show_plan(the_plan: Plan) -> None:
         if text_out and auto_approve:  # without -y the plan was shown before the question
-            _stdout_console().print(render_plan_markup(the_plan))
+            stdout_console().print(render_plan_markup(the_plan))
 
     progress = ApplyProgress(err, live=text_out and sys.stderr.isatty())
     with progress:
@@ -264,20 +202,11 @@ def apply(state: CliState, paths: tuple[Path, ...], auto_approve: bool, locked: 
     if output == "json":
         print_json(result.plan.public_dict(with_results=True))
     elif not state.quiet:
-        _stdout_console().print(render_apply_summary(result.plan))
+        stdout_console().print(render_apply_summary(result.plan))
     for action in result.failed:
         fail(failure_line(action))
     if not result.ok:
         sys.exit(EXIT_ERROR)
-
-
-def _host_port(_ctx: Any, _param: Any, value: Optional[str]) -> Optional[tuple[str, int]]:
-    if value is None:
-        return None
-    host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit() or not 0 <= int(port) < 65536:
-        raise click.BadParameter(f"{value!r} is not HOST:PORT")
-    return host.strip("[]") or "0.0.0.0", int(port)
 
 
 @main.command()
@@ -288,7 +217,7 @@ def _host_port(_ctx: Any, _param: Any, value: Optional[str]) -> Optional[tuple[s
               help="Seconds of quiet after a file event before reconciling (capped at 10 s of events).")
 @click.option("--status-file", type=click.Path(path_type=Path, dir_okay=False),
               help="Rewrite this JSON file after each reconcile.")
-@click.option("--listen", callback=_host_port, metavar="HOST:PORT", help="Serve /healthz, /readyz and /metrics.")
+@click.option("--listen", callback=host_port, metavar="HOST:PORT", help="Serve /healthz, /readyz and /metrics.")
 @click.option("--allow-prune-on-delete", is_flag=True, help="Deleting a manifest file prunes its sets.")
 @click.option("--poll", is_flag=True, help="Poll instead of inotify (NFS, SMB, Docker Desktop mounts).")
 @click.option("--no-prune", is_flag=True, help="Delete nothing.")
@@ -311,37 +240,6 @@ def watch(state: CliState, paths: tuple[Path, ...], interval: float, debounce: f
                            listen=listen, allow_prune_on_delete=allow_prune_on_delete, poll=poll,
                            prune=not no_prune, targets=targets, max_deletions=max_deletions, locked=locked)
     sys.exit(Watcher(state.settings, options).run())
-
-
-def _completion_state(ctx: click.Context) -> CliState:
-    root = ctx.find_root()
-    p = root.params
-    return CliState(p.get("models_dir"), p.get("db"), p.get("config"), p.get("lock"), 0, True)
-
-
-def _complete_records(ctx: click.Context, incomplete: str, field: str) -> list[Any]:
-    """Model or set names from the record store, for shell completion (never an error)."""
-    from click.shell_completion import CompletionItem
-
-    try:
-        from reconciler.reconcile.services import open_store
-
-        store, _ = open_store(_completion_state(ctx).settings, create=False)
-        try:
-            values = {getattr(rec, field) or "" for rec in store.all_models()}
-        finally:
-            store.close()
-    except Exception:  # completion must never print a traceback into the shell
-        return []
-    return [CompletionItem(v) for v in sorted(values) if v and v.startswith(incomplete)]
-
-
-def complete_model_names(ctx: click.Context, _param: Any, incomplete: str) -> list[Any]:
-    return _complete_records(ctx, incomplete, "name")
-
-
-def complete_set_names(ctx: click.Context, _param: Any, incomplete: str) -> list[Any]:
-    return _complete_records(ctx, incomplete, "managed_by")
 
 
 @main.command()
@@ -380,14 +278,14 @@ def status(state: CliState, name: Optional[str], set_name: Optional[str], tags: 
             print_json({"format_version": 1, "models": details})
         else:
             for detail in details:
-                _stdout_console().print(detail_markup(detail))
+                stdout_console().print(detail_markup(detail))
     elif output == "json":
         print_json({**status_document(observed), "views": views})
     elif not observed:
         click.echo("No models are registered." if not (set_name or tags or model_type or base or state_filter)
                    else "No registered model matches the filters.")
     else:
-        _stdout_console().print(status_table(observed))
+        stdout_console().print(status_table(observed))
     for link in views if output != "json" else []:
         click.echo(f"view {link['view']}: {link['path']} ({link['mode']}, {link['model']}): {link['state']}")
 
