@@ -10,6 +10,7 @@ files.  Only links recorded in the store are ever removed or replaced.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -21,8 +22,20 @@ from reconciler.install.service import ModelInstallService
 from reconciler.reconcile.manifest import Manifest
 from reconciler.reconcile.plan import ActionKind, Plan, PlannedAction, PlannedLink
 from reconciler.store.base import ViewLinkState
-from reconciler.views.apps import App, LinkMode
-from reconciler.views.links import link_state, model_links, place, remove, same_filesystem, stamp
+from reconciler.views import comfyconfig
+from reconciler.views.apps import APP_FOLDERS, App, LinkMode, folder_for
+from reconciler.views.hfcache import cache_repo
+from reconciler.views.links import (
+    WRITE,
+    Want,
+    link_state,
+    model_links,
+    place,
+    remove,
+    same_filesystem,
+    stamp,
+    write_text,
+)
 
 #: model actions after which a model's links are computed at apply (its files change)
 _PENDING = (ActionKind.create, ActionKind.replace, ActionKind.repair, ActionKind.adopt)
@@ -45,9 +58,11 @@ def _mode(view_doc: dict[str, Any], models_dir: Path) -> tuple[LinkMode, str]:
     return mode, ""
 
 
-def _links_of(view_doc: dict[str, Any], models_dir: Path, record: ModelConfigBase) -> tuple[list[tuple[Path, Path]], str]:
-    return model_links(App(view_doc["app"]), Path(view_doc["root"]), record.name,
-                       resolve_model_path(models_dir, record), record.type, record.format)
+def _links_of(view_doc: dict[str, Any], models_dir: Path, record: ModelConfigBase, store: Any) -> tuple[list[Want], str]:
+    path = resolve_model_path(models_dir, record)
+    return model_links(App(view_doc["app"]), Path(view_doc["root"]), record.name, path, record.type, record.format,
+                       hf=lambda: cache_repo(record, path, store.get_files(record.key)),
+                       mode=LinkMode(view_doc["link"]))
 
 
 def plan_views(installer: ModelInstallService, manifest: Manifest, plan: Plan, prune: bool = True,
@@ -66,7 +81,7 @@ def plan_views(installer: ModelInstallService, manifest: Manifest, plan: Plan, p
         doc = _view_doc(view)
         mine = {link.path: link for link in recorded if link.view == view.name}
         try:
-            rows.append(_plan_view(view, doc, manifest, plan, records, mine, models_dir, prune))
+            rows.append(_plan_view(view, doc, manifest, plan, records, mine, models_dir, prune, store))
         except Exception as exc:  # noqa: BLE001 - one view that cannot be planned fails alone
             where = view.origin.location() + ": " if view.origin else ""
             rows.append(PlannedAction(action=ActionKind.error, set="view", name=view.name, source=None,
@@ -86,14 +101,14 @@ def plan_views(installer: ModelInstallService, manifest: Manifest, plan: Plan, p
 
 
 def _plan_view(view: Any, doc: dict[str, Any], manifest: Manifest, plan: Plan, records: dict[str, ModelConfigBase],
-               mine: dict[str, ViewLinkState], models_dir: Path, prune: bool) -> PlannedAction:
-    if LinkMode(doc["link"]) is LinkMode.config:
-        raise InstallError("link: config is not supported by this build yet")
-    mode, mode_note = _mode(doc, models_dir)
+               mine: dict[str, ViewLinkState], models_dir: Path, prune: bool, store: Any) -> PlannedAction:
+    config = LinkMode(doc["link"]) is LinkMode.config
+    mode, mode_note = (LinkMode.config, "") if config else _mode(doc, models_dir)
     notes = [mode_note] if mode_note else []
+    in_view: list[ModelConfigBase] = []  # config: the installed models whose folders the section names
     sets = set(view.spec.sets) if view.spec.sets is not None else set(manifest.set_names)
     by_model = {(a.set, a.name): a for a in plan.actions if a.view is None}
-    wanted: dict[str, tuple[Path, str]] = {}  # dest -> (target, model)
+    wanted: dict[str, tuple[Want, str]] = {}  # dest -> (what, model)
     pending: list[str] = []
     for model_set, entry in manifest.entries():
         if model_set.name not in sets:
@@ -107,33 +122,49 @@ def _plan_view(view: Any, doc: dict[str, Any], manifest: Manifest, plan: Plan, r
         record = records.get(action.key or "")
         if record is None:
             continue  # an error row without an installed model: nothing to show
-        pairs, note = _links_of(doc, models_dir, record)
+        if config:
+            in_view.append(record)
+            continue
+        wants, note = _links_of(doc, models_dir, record, store)
         if note:
             notes.append(f"{entry.name}: {note}")
-        for dest, target in pairs:
-            other = wanted.get(str(dest))
+        for want in wants:
+            other = wanted.get(str(want.dest))
             if other is not None:
-                raise InstallError(f"models '{other[1]}' and '{entry.name}' would both appear at {dest}")
-            wanted[str(dest)] = (target, entry.name)
+                if want.shared and other[0].shared == want.shared:
+                    continue  # one blob (or ref) of one repo, shared by both models
+                raise InstallError(f"models '{other[1]}' and '{entry.name}' would both appear at {want.dest}")
+            wanted[str(want.dest)] = (want, entry.name)
+    if config:
+        doc["models"] = [r.name for r in in_view] + pending
+        content, config_notes = _config_content(models_dir, in_view)
+        notes += config_notes
+        path = comfyconfig.link_path(Path(doc["root"]), view.name)
+        wanted[path] = (Want(Path(path), comfyconfig.content_text(content), comfyconfig.MODE), "")
     links: list[PlannedLink] = []
     conflicts: list[str] = []
-    for dest, (target, model) in wanted.items():
+    for dest, (want, model) in wanted.items():
         link = mine.get(dest)
+        want_mode = want.mode or mode.value
         if link is not None:
             state = link_state(link)
-            if state == "in_sync" and link.target == str(target) and link.mode == mode.value:
+            if state == "in_sync" and link.target == want.target and link.mode == want_mode and not (config and pending):
                 continue
             reason = {"missing": "deleted by hand", "replaced": "replaced by hand"}.get(state, "the model's file changed")
-            links.append(PlannedLink(op="relink", path=dest, model=model, target=str(target), mode=mode.value,
-                                     reason=reason))
-        elif _exists(Path(dest)):
+            links.append(PlannedLink(op="relink", path=dest, model=model, target=want.target, mode=want_mode,
+                                     reason=reason, pending=bool(config and pending)))
+        elif comfyconfig.read_section(dest) is not None if config else _exists(Path(dest)):
             conflicts.append(dest)
         else:
-            links.append(PlannedLink(op="link", path=dest, model=model, target=str(target), mode=mode.value))
+            links.append(PlannedLink(op="link", path=dest, model=model, target=want.target, mode=want_mode,
+                                     pending=bool(config and pending)))
+    if conflicts and config:
+        raise InstallError(f"a section this tool did not make is in {conflicts[0].replace('#', ' (section ')}); "
+                           "it is never overwritten: rename it or remove it")
     if conflicts:
         raise InstallError("a file this tool did not make lies at " + ", ".join(conflicts)
                            + "; it is never overwritten: move it away or remove the model from the view")
-    for name in pending:
+    for name in [] if config else pending:
         links.append(PlannedLink(op="link", path=doc["root"], model=name, mode=mode.value, pending=True,
                                  reason="after its install (paths known after apply)"))
     pending_set = set(pending)
@@ -146,6 +177,25 @@ def _plan_view(view: Any, doc: dict[str, Any], manifest: Manifest, plan: Plan, r
     reason = ", ".join(f"{n} to {op}" for op, n in counts.items() if n) or "in sync"
     return PlannedAction(action=kind, set="view", name=view.name, source=None, reason=reason, notes=notes,
                          view=doc, links=links)
+
+
+def _config_content(models_dir: Path, records: Sequence[ModelConfigBase]) -> tuple[dict[str, str], list[str]]:
+    """The extra_model_paths.yaml section of a ``link: config`` view: ComfyUI's folder key of each
+    model's kind -> the ``<base>/<type>`` folders under ``models_dir`` that hold those models."""
+    folders: dict[str, set[str]] = {}
+    notes: list[str] = []
+    for record in records:
+        path = resolve_model_path(models_dir, record)
+        cell, note = folder_for(App.comfyui, record.type, record.format)
+        if not isinstance(cell, str) or cell not in APP_FOLDERS[App.comfyui].values() or note:
+            notes.append(f"{record.name}: {note or 'comfyui reads no such models'}")
+            continue
+        try:
+            folder = path.parent.relative_to(models_dir).as_posix()
+        except ValueError:
+            folder = str(path.parent)  # an in-place model outside models_dir: an absolute line
+        folders.setdefault(cell.removeprefix("models/"), set()).add(folder)
+    return comfyconfig.section_content(models_dir, folders), notes
 
 
 # --- apply ----------------------------------------------------------------------------------
@@ -175,15 +225,34 @@ def execute_view(installer: ModelInstallService, action: PlannedAction) -> str:
         gone.append((link.view, link.path))
         done += 1
 
-    def make(dest: Path, target: Path, model: str, key: str, mode: LinkMode) -> None:
+    made: dict[str, str] = {}  # dest -> its shared key, made by this apply
+
+    def make(dest: Path, target: str, model: str, key: str, mode: str, shared: str = "") -> None:
         nonlocal done
-        if str(dest) not in recorded and _exists(dest):
+        if str(dest) in made:
+            if shared and made[str(dest)] == shared:
+                return  # a blob or ref another model of this view just made
+            errors.append(f"model '{model}' would appear at {dest}, where another model already does")
+            return
+        if mode != comfyconfig.MODE and str(dest) not in recorded and _exists(dest):
             errors.append(f"a file this tool did not make lies at {dest}; not overwritten")
             return
-        used, text = place(target, dest, mode)
-        size, mtime = stamp(dest) if used is LinkMode.copy else (0, 0)
-        add.append(ViewLinkState(view=action.name, path=str(dest), model=model, model_key=key, target=str(target),
-                                 mode=used.value, link_text=text, size=size, mtime_ns=mtime))
+        if mode == comfyconfig.MODE:
+            if str(dest) not in recorded and comfyconfig.read_section(str(dest)) is not None:
+                errors.append(f"a section this tool did not make is in {dest}; not overwritten")
+                return
+            comfyconfig.write_section(str(dest), json.loads(target))
+            used, text = mode, target
+        elif mode == WRITE:
+            write_text(target, dest)
+            used, text = WRITE, target
+        else:
+            placed, text = place(Path(target), dest, LinkMode(mode))
+            used = placed.value
+        size, mtime = stamp(dest) if used == LinkMode.copy.value else (0, 0)
+        add.append(ViewLinkState(view=action.name, path=str(dest), model=model, model_key=key, target=target,
+                                 mode=used, link_text=text, size=size, mtime_ns=mtime))
+        made[str(dest)] = shared
         done += 1
 
     for planned in action.links:
@@ -194,24 +263,29 @@ def execute_view(installer: ModelInstallService, action: PlannedAction) -> str:
         if planned.op == "unlink":
             continue
         try:
-            if planned.pending:
+            if planned.pending and planned.mode == comfyconfig.MODE:
+                names = set(doc.get("models") or [])
+                content, _notes = _config_content(models_dir, [r for n, r in by_name.items() if n in names])
+                make(Path(planned.path), comfyconfig.content_text(content), "", "", comfyconfig.MODE)
+            elif planned.pending:
                 record = by_name.get(planned.model)
                 if record is None:
                     errors.append(f"model '{planned.model}' is not installed; its links are not made")
                     continue
                 mode, _note = _mode(doc, models_dir)
-                pairs, _note = _links_of(doc, models_dir, record)
-                dests = {str(d) for d, _t in pairs}
+                wants, _note = _links_of(doc, models_dir, record, store)
+                dests = {str(w.dest) for w in wants}
                 for old in [x for x in recorded.values() if x.model == planned.model and x.path not in dests]:
                     unlink(old)
-                for dest, target in pairs:
-                    make(dest, target, record.name, record.key, mode)
+                for want in wants:
+                    make(want.dest, want.target, record.name, record.key, want.mode or mode.value, want.shared)
             else:
                 record = by_name.get(planned.model)
-                make(Path(planned.path), Path(planned.target), planned.model, record.key if record else "",
-                     LinkMode(planned.mode))
+                make(Path(planned.path), planned.target, planned.model, record.key if record else "", planned.mode)
         except OSError as exc:
             errors.append(f"{planned.path}: {exc.strerror or exc}")
+        except ValueError as exc:  # a config file that is not a YAML mapping
+            errors.append(str(exc))
     if add or gone:
         store.update_view_links(add=add, remove=gone)
     if errors:

@@ -134,7 +134,10 @@ def folder_for(app: App, type_: str, format_: str) -> tuple[Cell, str]:
 
 def app_folders(app: App) -> set[str]:
     """Every folder of the app's table row (never removed by prune, even when empty)."""
-    return {c for c in APP_FOLDERS.get(app, {}).values() if not isinstance(c, _Marker)}
+    folders = {c for c in APP_FOLDERS.get(app, {}).values() if not isinstance(c, _Marker)}
+    if app is App.sdnext:
+        folders |= set(SDNEXT_HF_FOLDERS.values())
+    return folders
 
 
 def markdown_table() -> str:

@@ -12,22 +12,48 @@ from __future__ import annotations
 import errno
 import os
 import shutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Optional
+from typing import NamedTuple, Optional
 
 from reconciler.probe.safetensors_header import read_safetensors_header
 from reconciler.store.base import ViewLinkState
-from reconciler.views.apps import HF_CACHE, SKIP, App, LinkMode, app_folders, folder_for
+from reconciler.views import comfyconfig
+from reconciler.views.apps import (
+    HF_CACHE,
+    SDNEXT_HF_FOLDERS,
+    SKIP,
+    App,
+    LinkMode,
+    app_folders,
+    folder_for,
+    kind_of,
+)
+from reconciler.views.hfcache import CacheRepo
 
 TMP_SUFFIX = ".reconciler-tmp"
 
+#: a link mode of its own: a small file the tool writes (a hub cache ref), its text in ``target``
+WRITE = "write"
 
-def model_links(app: App, root: Path, name: str, model_path: Path, type_: str, format_: str
-                ) -> tuple[list[tuple[Path, Path]], str]:
-    """The (destination, target) pairs a model needs in one app, and a note when it has none.
+
+class Want(NamedTuple):
+    """One destination a model needs in a view."""
+
+    dest: Path
+    target: str  # the file it is made from (a model's file, or a hub cache blob); WRITE: the text
+    mode: str = ""  # "" (the view's link mode) or WRITE
+    shared: str = ""  # models whose entries at one destination have equal keys share it (blobs, refs)
+
+
+def model_links(app: App, root: Path, name: str, model_path: Path, type_: str, format_: str,
+                hf: Optional[Callable[[], tuple[Optional[CacheRepo], str]]] = None,
+                mode: LinkMode = LinkMode.hardlink) -> tuple[list[Want], str]:
+    """The destinations a model needs in one app, and a note when it has none.
 
     A file model becomes ``<folder>/<name><suffix>``; a folder model ``<folder>/<name>/`` with
-    its tree.
+    its tree.  Where the app reads the kind from a Hugging Face cache, ``hf()`` gives the
+    model's hub cache entries (see :mod:`reconciler.views.hfcache`).
     """
     if str(getattr(format_, "value", format_)) == "lycoris" and model_path.is_file() and not is_lycoris(model_path):
         format_ = "lora"  # a plain (kohya) LoRA: the record's format names every single-file LoRA "lycoris"
@@ -35,12 +61,34 @@ def model_links(app: App, root: Path, name: str, model_path: Path, type_: str, f
     if cell is SKIP:
         return [], note
     if cell is HF_CACHE:
-        return [], f"{app.value} reads {getattr(type_, 'value', type_)} models from its Hugging Face cache layout, which this build does not write yet"
+        repo, why = hf() if hf is not None else (None, "no hub cache entries were asked for")
+        if repo is None:
+            return [], f"not in {app.value}'s Hugging Face cache layout: {why}"
+        cache_root = root if app is App.hf_cache else root / SDNEXT_HF_FOLDERS[kind_of(type_, format_) or ""]
+        return hf_cache_links(cache_root, repo, mode), ""
     folder = root / cell
     if model_path.is_dir():
-        pairs = [(folder / name / p.relative_to(model_path), p) for p in sorted(model_path.rglob("*")) if p.is_file()]
+        pairs = [Want(folder / name / p.relative_to(model_path), str(p))
+                 for p in sorted(model_path.rglob("*")) if p.is_file()]
         return pairs, ""
-    return [(folder / f"{name}{model_path.suffix.lower()}", model_path)], ""
+    return [Want(folder / f"{name}{model_path.suffix.lower()}", str(model_path))], ""
+
+
+def hf_cache_links(cache_root: Path, repo: CacheRepo, mode: LinkMode) -> list[Want]:
+    """The hub cache layout of one model under ``cache_root`` (refs, snapshots, and blobs when symlinking)."""
+    base = cache_root / repo.folder
+    wants: list[Want] = []
+    if repo.branch is not None:
+        wants.append(Want(base / "refs" / repo.branch, repo.commit, WRITE, f"ref:{repo.commit}"))
+    for f in repo.files:
+        snap = base / "snapshots" / repo.commit / f.repo_path
+        if mode is LinkMode.symlink:
+            blob = base / "blobs" / f.etag
+            wants.append(Want(blob, str(f.local), "", f"blob:{f.etag}"))
+            wants.append(Want(snap, str(blob), "", f"blob:{f.etag}"))
+        else:
+            wants.append(Want(snap, str(f.local), "", f"blob:{f.etag}"))
+    return wants
 
 
 #: tensor name parts of the LyCORIS algorithms (LoHa, LoKr, (IA)^3, GLoRA)
@@ -102,6 +150,16 @@ def place(target: Path, dest: Path, mode: LinkMode) -> tuple[LinkMode, str]:
     return used, text
 
 
+def write_text(text: str, dest: Path) -> None:
+    """Write a small file (a hub cache ref) atomically, exactly ``text`` (no trailing newline)."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(f".{dest.name}{TMP_SUFFIX}")
+    if tmp.exists() or tmp.is_symlink():
+        tmp.unlink()
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, dest)
+
+
 def stamp(dest: Path) -> tuple[int, int]:
     """(size, mtime_ns) of what lies at ``dest`` (not following a symlink)."""
     st = dest.lstat()
@@ -110,9 +168,17 @@ def stamp(dest: Path) -> tuple[int, int]:
 
 def link_state(link: ViewLinkState) -> str:
     """``in_sync``, ``missing`` or ``replaced`` (something else lies there now)."""
+    if link.mode == comfyconfig.MODE:
+        return comfyconfig.state(link.path, link.link_text)
     dest = Path(link.path)
     if not dest.exists() and not dest.is_symlink():
         return "missing"
+    if link.mode == WRITE:
+        try:
+            ok = not dest.is_symlink() and dest.is_file() and dest.read_text(encoding="utf-8") == link.link_text
+        except (OSError, UnicodeDecodeError):
+            ok = False
+        return "in_sync" if ok else "replaced"
     mode = LinkMode(link.mode)
     try:
         if mode is LinkMode.symlink:
@@ -135,6 +201,10 @@ def remove(link: ViewLinkState, root: Path, app: Optional[App]) -> bool:
     state = link_state(link)
     if state == "replaced":
         return False
+    if link.mode == comfyconfig.MODE:
+        if state == "in_sync":
+            comfyconfig.remove_section(link.path)
+        return True
     if state == "in_sync":
         dest.unlink()
     keep = {(root / f).absolute() for f in app_folders(app)} if app is not None else set()

@@ -210,3 +210,60 @@ def test_bad_views_name_file_and_line(tmp_path, spec, message) -> None:
     with pytest.raises(ManifestError) as err:
         load_manifests([f])
     assert message in str(err.value) and str(err.value).startswith(f"{f}:")
+
+
+def test_a_model_removed_from_the_sets_loses_its_links_before_its_files(ws, monkeypatch) -> None:
+    import reconciler.reconcile.views as planner
+    from reconciler.install.service import ModelInstallService
+
+    _manifest(ws, ["lora", "vae"], [("comfy", "comfyui", "../comfy", "hardlink")])
+    _apply(ws)
+    order: list[str] = []
+    real_remove, real_delete = planner.remove, ModelInstallService.delete
+
+    def remove(link, *args, **kwargs):
+        order.append(f"unlink {link.model}")
+        return real_remove(link, *args, **kwargs)
+
+    def delete(self, key, *args, **kwargs):
+        order.append(f"delete {self.record_store.get_model(key).name}")
+        return real_delete(self, key, *args, **kwargs)
+
+    monkeypatch.setattr(planner, "remove", remove)
+    monkeypatch.setattr(ModelInstallService, "delete", delete)
+    _manifest(ws, ["vae"], [("comfy", "comfyui", "../comfy", "hardlink")])
+    _apply(ws)
+    assert order == ["unlink lora", "delete lora"]
+    assert not (ws.root / "comfy/models/loras/lora.safetensors").exists()
+
+
+def test_two_models_that_would_take_one_name_are_an_error_naming_both(ws) -> None:
+    """Names are unique across every set read, so two sets' models of one name and kind under one
+    view stop at the manifest check, naming both places, before anything is linked."""
+    tm.write_lora_kohya(ws.files / "a.safetensors")
+    tm.write_lora_kohya(ws.files / "b.safetensors")
+    ws.write_manifest("m.yaml", """\
+apiVersion: reconciler/v1
+kind: ModelSet
+metadata: {name: one}
+spec:
+  models:
+    - {name: detail, source: ../files/a.safetensors}
+---
+apiVersion: reconciler/v1
+kind: ModelSet
+metadata: {name: two}
+spec:
+  models:
+    - {name: detail, source: ../files/b.safetensors}
+---
+apiVersion: reconciler/v1
+kind: ModelView
+metadata: {name: comfy}
+spec: {app: comfyui, root: ../comfy}
+""")
+    result = ws.cli("apply", "-y", str(ws.manifests))
+    assert result.exit_code == 1
+    assert "m.yaml:13:7: duplicate model name 'detail' (first declared at " in result.output
+    assert "m.yaml:6:7" in result.output
+    assert not (ws.root / "comfy").exists()

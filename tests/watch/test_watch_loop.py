@@ -256,3 +256,23 @@ def test_inotify_limit_falls_back_to_polling_and_names_the_sysctl(ws, caplog):
         assert "fs.inotify.max_user_watches" in caplog.text and "falling back to polling" in caplog.text
     finally:
         w.directories.stop()
+
+
+def test_watch_reconciles_views_too(ws, watcher, loras):
+    """A ModelView beside the set: the watcher links new models into the app's folder and
+    removes the links of a model taken out of the set (before its files)."""
+    manifest = ws.manifests / "team.yaml"
+    view = ("---\napiVersion: reconciler/v1\nkind: ModelView\nmetadata: {name: comfy}\n"
+            f"spec: {{app: comfyui, root: '{ws.root / 'comfy'}', link: hardlink}}\n")
+    loras_dir = ws.root / "comfy" / "models" / "loras"
+    save(manifest, set_text("team", {"a": loras["a"]}) + view)
+    w = watcher(str(ws.manifests))
+    assert w.wait_reconcile(1)["result"] == "success"
+    assert (loras_dir / "a.safetensors").read_bytes() == loras["a"].read_bytes()
+    save(manifest, set_text("team", {"a": loras["a"], "b": loras["b"]}) + view)
+    assert w.wait_reconcile(2)["result"] == "success"
+    assert sorted(p.name for p in loras_dir.iterdir()) == ["a.safetensors", "b.safetensors"]
+    save(manifest, set_text("team", {"b": loras["b"]}) + view)
+    assert w.wait_reconcile(3)["result"] == "success"
+    assert sorted(p.name for p in loras_dir.iterdir()) == ["b.safetensors"] and names(ws) == {"b"}
+    assert w.stop() == 0
