@@ -7,7 +7,8 @@ import hashlib
 import os
 import shutil
 import uuid
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 
 from reconciler.configs import FileState
@@ -140,6 +141,27 @@ def same_content(a: Path, b: Path) -> bool:
     if any(left[k].stat().st_size != right[k].stat().st_size for k in left):
         return False
     return all(_sha256_of(left[k]) == _sha256_of(right[k]) for k in left)
+
+
+@contextmanager
+def files_aside(path: Path, tmp_dir: Path, models_dir: Path, owned: bool = True) -> Iterator[None]:
+    """Hold ``path``'s files aside under ``tmp_dir`` while the block changes the record.
+
+    The files leave the models dir first (one rename), so a crash never leaves them there
+    without their record; a block that raises puts them back; a block that succeeds
+    discards them and the folders they leave empty.  With ``owned`` False (in-place or
+    outside files) nothing is moved and nothing is removed.
+    """
+    aside = set_aside(path, tmp_dir) if owned else None
+    try:
+        yield
+    except BaseException:
+        if aside is not None:
+            os.replace(aside, path)
+        raise
+    discard(aside)
+    if owned:
+        prune_empty_parents(path, models_dir)
 
 
 def discard(path: Path | None) -> None:

@@ -15,14 +15,7 @@ from typing import Any, Optional
 
 from reconciler.configs import FileState, new_model_key, validate_config
 from reconciler.errors import DuplicateModelException, InstallError
-from reconciler.install.copy import (
-    discard,
-    move_into_place,
-    prune_empty_parents,
-    same_content,
-    set_aside,
-    with_sha256,
-)
+from reconciler.install.copy import discard, files_aside, move_into_place, same_content, with_sha256
 from reconciler.install.paths import install_destination, record_path, removable, resolve_model_path
 from reconciler.probe.hashing import file_states, states_hash
 from reconciler.settings import AppSettings
@@ -73,8 +66,6 @@ def land(store: ModelRecordServiceBase, settings: AppSettings, model_path: Path,
     old = store.get_model(replace_key) if replace_key else None
     check_destination_free(store, models_dir, dest, replace_key, staged=model_path)
     displaced = move_into_place(model_path, dest, settings.tmp_dir)
-    old_aside: Optional[Path] = None
-    old_path: Optional[Path] = None
     try:
         states = with_sha256(file_states(dest), digests)
         data.update(path=record_path(models_dir, dest), inplace=False, hash=states_hash(states))
@@ -86,17 +77,12 @@ def land(store: ModelRecordServiceBase, settings: AppSettings, model_path: Path,
                 if stale not in data:
                     merged.pop(stale, None)
             old_path = resolve_model_path(models_dir, old)
-            if not old.inplace and old_path.absolute() != dest.absolute() and removable(old_path, models_dir):
-                # aside before the record moves on: a crash never strands them in the models dir
-                old_aside = set_aside(old_path, settings.tmp_dir)
-            store.update_model(old.key, validate_config({**merged, "key": old.key}), files=states)
+            moved = not old.inplace and old_path.absolute() != dest.absolute() and removable(old_path, models_dir)
+            # the old files go aside before the record moves on: a crash never strands them
+            with files_aside(old_path, settings.tmp_dir, models_dir, owned=moved):
+                store.update_model(old.key, validate_config({**merged, "key": old.key}), files=states)
             key = old.key
-            if old_aside is not None:
-                prune_empty_parents(old_path, models_dir)
     except BaseException:
-        if old_aside is not None and old_path is not None:
-            os.replace(old_aside, old_path)
-            old_aside = None
         os.replace(dest, model_path)  # the new files go back to staging, which the caller clears
         if displaced is not None:
             os.replace(displaced, dest)
@@ -104,7 +90,6 @@ def land(store: ModelRecordServiceBase, settings: AppSettings, model_path: Path,
         raise
     finally:
         discard(displaced)
-        discard(old_aside)
     return key
 
 

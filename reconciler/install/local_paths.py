@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Optional
 from reconciler.configs import ModelConfigBase, new_model_key
 from reconciler.errors import SourceNotFoundError
 from reconciler.install import landing
-from reconciler.install.copy import discard, prune_empty_parents, set_aside, stage_copy
+from reconciler.install.copy import discard, files_aside, stage_copy
 from reconciler.install.paths import (
     install_destination,
     is_inside,
@@ -149,21 +149,13 @@ class LocalPathInstalls:
                  and removable(old_path, self.models_dir))
         # the old copy goes aside under tmp/ first: a crash at any later step leaves it for
         # gc, never in the models dir without a record
-        aside = set_aside(old_path, self.app_config.tmp_dir) if owned else None
-        try:
+        with files_aside(old_path, self.app_config.tmp_dir, self.models_dir, owned):
             self.record_store.del_model(key)
             try:
                 self.register_path(model_path, {**dict(config or {}), "key": key})
             except BaseException:
                 self.record_store.add_model(key, old, files=old_files)
                 raise
-        except BaseException:
-            if aside is not None:
-                os.replace(aside, old_path)
-            raise
-        discard(aside)
-        if owned:
-            prune_empty_parents(old_path, self.models_dir)
         return key
 
     def refresh_files(self, key: str) -> ModelConfigBase:
@@ -192,16 +184,8 @@ class LocalPathInstalls:
         # files first go aside under tmp/ (one rename), so a crash never leaves them in the
         # models dir without their record: at worst the record outlives them (the next apply
         # deletes it) and gc clears tmp/
-        aside = set_aside(path, self.app_config.tmp_dir) if owned else None
-        try:
+        with files_aside(path, self.app_config.tmp_dir, self.models_dir, owned):
             self.record_store.del_model(key)
-        except BaseException:
-            if aside is not None:
-                os.replace(aside, path)
-            raise
-        discard(aside)
-        if owned:
-            prune_empty_parents(path, self.models_dir)
         self.emit("model_install_deleted", key=key, local_path=str(path))
 
     def unconditionally_delete(self, key: str) -> None:

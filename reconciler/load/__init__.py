@@ -1,31 +1,15 @@
 """reconciler.load: the seed's ModelLoadService, its loaders and the RAM/VRAM caches.
 
-torch, diffusers and transformers are imported only when a model is actually loaded.
+Importing this package imports no torch, diffusers or transformers: they are imported when
+a model is actually loaded (and the shipped loaders register on the first lookup).
 """
 
-from __future__ import annotations
+from reconciler.load.cache import CacheRecord, ModelCache
+from reconciler.load.convert_cache import ModelConvertCache
+from reconciler.load.loaded import LoadedModel
+from reconciler.load.loader import ModelLoader
+from reconciler.load.registry import ModelLoaderRegistry
+from reconciler.load.service import ModelLoadService
 
-import importlib
-from typing import Any
-
-_EXPORTS = {
-    "ModelLoadService": "reconciler.load.service",
-    "ModelCache": "reconciler.load.cache",
-    "CacheRecord": "reconciler.load.cache",
-    "ModelConvertCache": "reconciler.load.convert_cache",
-    "ModelLoaderRegistry": "reconciler.load.registry",
-    "ModelLoader": "reconciler.load.loader",
-    "LoadedModel": "reconciler.load.loaded",
-}
-
-
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'reconciler.load' has no attribute {name!r}")
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-__all__ = sorted(_EXPORTS)
+__all__ = ["CacheRecord", "LoadedModel", "ModelCache", "ModelConvertCache", "ModelLoadService", "ModelLoader",
+           "ModelLoaderRegistry"]

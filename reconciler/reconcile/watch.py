@@ -362,13 +362,8 @@ class Watcher:
         with self._cond:
             jitter = random.uniform(0.95, 1.05)
             self._interval_at = time.monotonic() + self.options.interval * jitter
-        self.last_report = report
-        kinds = Tally(a["action"] for a in report.actions)
-        summary = ",".join(f"{k}:{v}" for k, v in sorted(kinds.items())) or "none"
-        level = logging.INFO if report.result == "success" else logging.WARNING
-        log.log(level, "reconcile #%d trigger=%s result=%s duration=%.2fs actions=%s revision=%s%s", number,
-                report.trigger, report.result, report.duration, summary, report.revision or "-",
-                f" message={report.message}" if report.message else "")
+        # the status file and the metrics first: whoever sees the report (/readyz, the log
+        # line) finds them already saying the same
         if self._status_writer is not None:
             try:
                 self._status_writer.write(report)
@@ -376,6 +371,13 @@ class Watcher:
                 log.warning("cannot write the status file: %s", exc)
         if self.metrics is not None:
             self.metrics.observe(report, downloaded)
+        self.last_report = report
+        kinds = Tally(a["action"] for a in report.actions)
+        summary = ",".join(f"{k}:{v}" for k, v in sorted(kinds.items())) or "none"
+        level = logging.INFO if report.result == "success" else logging.WARNING
+        log.log(level, "reconcile #%d trigger=%s result=%s duration=%.2fs actions=%s revision=%s%s", number,
+                report.trigger, report.result, report.duration, summary, report.revision or "-",
+                f" message={report.message}" if report.message else "")
         if report.result == "success" and not self._ready_sent:
             self._ready_sent = True
             systemd.notify("READY=1")

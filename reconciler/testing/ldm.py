@@ -18,7 +18,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from reconciler.testing.models import write_clip_tokenizer
+from reconciler.testing.models import pipeline_class_name, write_clip_tokenizer
 
 TEXT_HIDDEN = {"te1": 16, "te2": 24}  # distinct widths: diffusers tells SDXL's two encoders apart by width
 PROJECTION = 8
@@ -88,14 +88,7 @@ def tiny_configs(base: str, variant: str = "normal") -> dict[str, dict[str, Any]
     scheduler = {"_class_name": "EulerDiscreteScheduler" if sdxl else "DDIMScheduler",
                  "beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "scaled_linear",
                  "num_train_timesteps": 1000, "steps_offset": 1, "prediction_type": "epsilon", "clip_sample": False, "set_alpha_to_one": False}
-    if base == "sdxl":
-        cls = "StableDiffusionXLInpaintPipeline" if variant == "inpaint" else "StableDiffusionXLPipeline"
-    elif base == "sdxl-refiner":
-        cls = "StableDiffusionXLImg2ImgPipeline"
-    else:
-        cls = {"normal": "StableDiffusionPipeline", "inpaint": "StableDiffusionInpaintPipeline",
-               "depth": "StableDiffusionDepth2ImgPipeline"}[variant]
-    index: dict[str, Any] = {"_class_name": cls, "scheduler": ["diffusers", scheduler["_class_name"]],
+    index: dict[str, Any] = {"_class_name": pipeline_class_name(base, variant), "scheduler": ["diffusers", scheduler["_class_name"]],
                              "unet": ["diffusers", "UNet2DConditionModel"], "vae": ["diffusers", "AutoencoderKL"]}
     out: dict[str, dict[str, Any]] = {"unet": unet, "vae": vae, "scheduler": scheduler}
     if base != "sdxl-refiner":

@@ -688,6 +688,16 @@ _SCHEDULER = {
 }
 
 
+def pipeline_class_name(base: str, variant: str = "normal") -> str:
+    """The diffusers pipeline class a ``model_index.json`` names for this base and variant."""
+    if base == "sdxl":
+        return "StableDiffusionXLInpaintPipeline" if variant == "inpaint" else "StableDiffusionXLPipeline"
+    if base == "sdxl-refiner":
+        return "StableDiffusionXLImg2ImgPipeline"
+    return {"normal": "StableDiffusionPipeline", "inpaint": "StableDiffusionInpaintPipeline",
+            "depth": "StableDiffusionDepth2ImgPipeline"}[variant]
+
+
 def write_diffusers_pipeline(folder: str | Path, base: str = "sd-1", variant: str = "normal",
                              prediction_type: str | None = None, upcast_attention: bool | None = None,
                              fp16: bool = False) -> Path:
@@ -709,14 +719,7 @@ def write_diffusers_pipeline(folder: str | Path, base: str = "sd-1", variant: st
     folder = Path(folder)
     sdxl = base in ("sdxl", "sdxl-refiner")
     index: dict[str, Any]
-    if base == "sdxl":
-        cls = "StableDiffusionXLInpaintPipeline" if variant == "inpaint" else "StableDiffusionXLPipeline"
-    elif base == "sdxl-refiner":
-        cls = "StableDiffusionXLImg2ImgPipeline"
-    else:
-        cls = {"normal": "StableDiffusionPipeline", "inpaint": "StableDiffusionInpaintPipeline",
-               "depth": "StableDiffusionDepth2ImgPipeline"}[variant]
-    index = {"_class_name": cls, "_diffusers_version": _DIFFUSERS_VERSION}
+    index = {"_class_name": pipeline_class_name(base, variant), "_diffusers_version": _DIFFUSERS_VERSION}
     sched_cls = "EulerDiscreteScheduler" if sdxl else "DDIMScheduler"
     index["scheduler"] = ["diffusers", sched_cls]
     if base == "sdxl-refiner":

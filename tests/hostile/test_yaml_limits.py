@@ -9,7 +9,13 @@ import pytest
 
 from reconciler.errors import ManifestError
 from reconciler.reconcile.manifest import load_manifests, loader, yamlnodes
-from reconciler.reconcile.manifest.yamlnodes import MAX_DEPTH, MAX_NODES, _Builder, _short, load_documents
+from reconciler.reconcile.manifest.yamlnodes import (
+    MAX_DEPTH,
+    MAX_NODES,
+    _Builder,
+    load_documents,
+    quoted_short,
+)
 
 F = Path("limits.yaml")
 
@@ -126,11 +132,11 @@ def test_an_integer_past_pythons_digit_limit_is_a_manifest_error(parser: str) ->
 
 
 def test_values_in_messages_are_clipped_without_building_their_repr() -> None:
-    assert _short("x" * 5_000_000) == "'" + "x" * 79 + "... (5,000,000 characters)"
+    assert quoted_short("x" * 5_000_000) == "'" + "x" * 79 + "... (5,000,000 characters)"
     shared = list(range(10))
     big = {f"k{i}": shared for i in range(200_000)}
     start = time.perf_counter()
-    text = _short(big)
+    text = quoted_short(big)
     assert time.perf_counter() - start < 0.1
     assert text.startswith("{'k0': [0, 1, 2") and text.endswith("...") and len(text) <= 83
-    assert _short({"a": [1, "b"]}) == "{'a': [1, 'b']}"
+    assert quoted_short({"a": [1, "b"]}) == "{'a': [1, 'b']}"

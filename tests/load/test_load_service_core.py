@@ -92,7 +92,8 @@ def test_lookup_takes_the_exact_base_before_any(counting_loader: type[CountingLo
     sd1 = store.get_model("lora")
     assert ModelLoaderRegistry.get_implementation(sd1) is CountingLoraLoader
     sdxl = sd1.model_copy(update={"base": BaseModelType.StableDiffusionXL})
-    assert ModelLoaderRegistry.get_implementation(sdxl) is not CountingLoraLoader  # the 'any' loader
+    shipped_any = ModelLoaderRegistry.registrations()[(BaseModelType.Any, ModelType.LoRA, ModelFormat.LyCORIS)]
+    assert ModelLoaderRegistry.get_implementation(sdxl) is shipped_any is not CountingLoraLoader
 
 
 def test_no_loader_is_not_implemented(store, settings) -> None:

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any, Optional
 
 from reconciler.configs import ModelConfigBase
-from reconciler.errors import LoadError
 from reconciler.load.model_loaders.common import (
     ConfigAwareLoader,
     dominant_float_dtype,
@@ -49,16 +48,10 @@ class OneModelCheckpointLoader(ConfigAwareLoader):
     def _convert_model(self, config: ModelConfigBase, model_path: Path, output_path: Path) -> Path:
         folders = config_folders(self._app_config, self.config_name(config.base), explicit_config_folder(config))
         root = folders.require(self.config_file, f"{config.base.value} {self.what} checkpoints")
-        try:
-            checkpoint = read_state_dict(model_path)
-            model = convert_diffusers_model(self._model_class(), checkpoint, root, self.subfolder,
-                                            dominant_float_dtype(checkpoint), model_path)
-            model.save_pretrained(str(output_path), safe_serialization=True)
-        except LoadError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - name the model
-            raise LoadError(f"could not convert {self.what} {config.name!r} ({model_path.name}): "
-                            f"{type(exc).__name__}: {exc}") from exc
+        checkpoint = read_state_dict(model_path)  # a failure: ModelLoader names the model and the file
+        model = convert_diffusers_model(self._model_class(), checkpoint, root, self.subfolder,
+                                        dominant_float_dtype(checkpoint), model_path)
+        model.save_pretrained(str(output_path), safe_serialization=True)
         return output_path
 
     def _load_model(self, model_path: Path, model_variant: Optional[ModelRepoVariant] = None,

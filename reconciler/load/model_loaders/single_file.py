@@ -143,15 +143,7 @@ class MainCheckpointLoader(MainDiffusersLoader):
         return config_folders(self._app_config, name, explicit_config_folder(config))
 
     def _convert_model(self, config: ModelConfigBase, model_path: Path, output_path: Path) -> Path:
-        try:
-            return self._convert(config, model_path, output_path)
-        except LoadError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - name the model and the step
-            raise LoadError(f"could not convert {config.name!r} ({model_path.name}) to diffusers: "
-                            f"{type(exc).__name__}: {exc}") from exc
-
-    def _convert(self, config: ModelConfigBase, model_path: Path, output_path: Path) -> Path:
+        # a failure here reaches ModelLoader, which names the model and the file (one place)
         folders = self._folders(config)
         what = f"{config.base.value} {getattr(config, 'variant', 'normal')} checkpoints ({folders.name})"
         index_root = folders.require("model_index.json", what)

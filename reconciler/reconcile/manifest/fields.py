@@ -8,7 +8,7 @@ from typing import Any, Optional
 from pydantic import AliasChoices, BaseModel, ConfigDict, Field, create_model, field_validator
 
 from reconciler.configs import CONFIG_CLASSES
-from reconciler.reconcile.manifest.yamlnodes import _short
+from reconciler.reconcile.manifest.yamlnodes import quoted_short
 from reconciler.sources.base import validate_repo_path
 from reconciler.taxonomy import BaseModelType, ModelFormat, ModelRepoVariant, ModelType
 
@@ -126,7 +126,7 @@ class _EntryFields(BaseModel):
     def _check_revision(cls, value: Optional[str]) -> Optional[str]:
         value = _check_str(value, "revision")
         if value is not None and (any(c.isspace() for c in value) or ":" in value):
-            raise ValueError(f"invalid revision {_short(value)}")
+            raise ValueError(f"invalid revision {quoted_short(value)}")
         return value
 
     @field_validator("subfolder")
@@ -141,7 +141,7 @@ class _EntryFields(BaseModel):
             return None
         digest = value.strip().lower().removeprefix("sha256:")
         if not _SHA256.fullmatch(digest):
-            raise ValueError(f"sha256 must be 64 hexadecimal characters, got {_short(value)}")
+            raise ValueError(f"sha256 must be 64 hexadecimal characters, got {quoted_short(value)}")
         return digest
 
     @field_validator("tags")

@@ -24,7 +24,13 @@ from reconciler.reconcile.manifest.models import (
 )
 from reconciler.reconcile.manifest.sources import _FieldError, _resolve_source
 from reconciler.reconcile.manifest.views import VIEW_KIND, ModelView, ViewOrigin
-from reconciler.reconcile.manifest.yamlnodes import MAX_MANIFEST_BYTES, _Map, _Seq, _short, load_documents
+from reconciler.reconcile.manifest.yamlnodes import (
+    MAX_MANIFEST_BYTES,
+    _Map,
+    _Seq,
+    load_documents,
+    quoted_short,
+)
 from reconciler.sources import LocalModelSource
 from reconciler.views.apps import App, LinkMode
 
@@ -109,7 +115,7 @@ class _Loader:
         view._origin = ViewOrigin(file, data.pos[0], data.pos[1], fields)
         name_at = data["metadata"].values_at["name"]
         if view.name in self.view_names:
-            raise ManifestError(f"duplicate ModelView name {_short(view.name)} (first declared at "
+            raise ManifestError(f"duplicate ModelView name {quoted_short(view.name)} (first declared at "
                                 f"{self.view_names[view.name]})", file, *name_at)
         self.view_names[view.name] = f"{file}:{name_at[0]}:{name_at[1]}"
         if view.spec.link is LinkMode.config and view.spec.app is not App.comfyui:
@@ -132,7 +138,7 @@ class _Loader:
                 )
             if data[key] != expected:
                 raise ManifestError(
-                    f"unsupported {key} {_short(data[key])} (expected {expected!r})", file, *data.values_at[key]
+                    f"unsupported {key} {quoted_short(data[key])} (expected {expected!r})", file, *data.values_at[key]
                 )
         try:
             model_set = ModelSet.model_validate(data)
@@ -144,7 +150,7 @@ class _Loader:
         where = f"{file}:{data['metadata'].values_at['name'][0]}:{data['metadata'].values_at['name'][1]}"
         if name in self.set_names:
             raise ManifestError(
-                f"duplicate ModelSet name {_short(name)} (first declared at {self.set_names[name]})",
+                f"duplicate ModelSet name {quoted_short(name)} (first declared at {self.set_names[name]})",
                 file,
                 *data["metadata"].values_at["name"],
             )
@@ -173,7 +179,7 @@ class _Loader:
 
         if entry.name in self.names:
             raise origin.error(
-                f"duplicate model name {_short(entry.name)} (first declared at {self.names[entry.name]})"
+                f"duplicate model name {quoted_short(entry.name)} (first declared at {self.names[entry.name]})"
             )
         self.names[entry.name] = origin.location()
 
@@ -243,7 +249,7 @@ def _check_view_sets(manifest: Manifest) -> None:
             origin = view.origin
             line, col = origin.fields.get("sets", (origin.line, origin.column)) if origin else (None, None)
             raise ManifestError(f"ModelView '{view.name}' names sets that were not read: "
-                                + ", ".join(_short(s) for s in unknown), origin.file if origin else None, line, col)
+                                + ", ".join(quoted_short(s) for s in unknown), origin.file if origin else None, line, col)
 
 
 def iter_entries(manifest: Manifest) -> Iterator[ModelEntry]:

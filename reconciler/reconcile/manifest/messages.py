@@ -12,7 +12,7 @@ from pydantic import AliasChoices, BaseModel, ValidationError
 
 from reconciler.errors import ManifestError
 from reconciler.reconcile.manifest.models import ModelSet
-from reconciler.reconcile.manifest.yamlnodes import _clip_message, _Map, _Seq, _short
+from reconciler.reconcile.manifest.yamlnodes import _Map, _Seq, clip_message, quoted_short
 
 _ALIASES = {"model_type": "type", "base_model": "base", "model_format": "format"}
 
@@ -71,27 +71,27 @@ def _describe(error: dict[str, Any]) -> str:
     if kind == "extra_forbidden":
         parent = _model_at(loc)
         if key in _ALIASES:
-            return f"{_short(key)} is an alias of {_ALIASES[key]!r}; give only one of them"
-        message = f"unknown field {_short(key)}"
+            return f"{quoted_short(key)} is an alias of {_ALIASES[key]!r}; give only one of them"
+        message = f"unknown field {quoted_short(key)}"
         if parent is not None:
             allowed = _allowed_keys(parent)
             close = difflib.get_close_matches(key, allowed, n=1)
             message += f" (did you mean {close[0]!r}?)" if close else f" (allowed: {', '.join(allowed)})"
         return message
     if kind == "missing":
-        return f"missing required field {_short(key)}"
+        return f"missing required field {quoted_short(key)}"
     if kind == "enum":
         enum = _enum_at(loc)
         allowed = ", ".join(str(v.value) for v in enum) if enum else error.get("ctx", {}).get("expected", "")
-        return f"{label}: invalid value {_short(value)} (allowed: {allowed})"
+        return f"{label}: invalid value {quoted_short(value)} (allowed: {allowed})"
     if kind in ("model_type", "model_attributes_type", "dict_type"):
-        return f"{label}: expected a mapping, got {_short(value)}"
+        return f"{label}: expected a mapping, got {quoted_short(value)}"
     if kind == "list_type":
-        return f"{label}: expected a list, got {_short(value)}"
+        return f"{label}: expected a list, got {quoted_short(value)}"
     if kind == "string_type" and value is None:
         return f"{label} is empty"
     if kind == "string_type" and isinstance(value, (int, float, bool)):
-        return f"{label}: expected a string, got {_short(value)} (quote it in YAML)"
+        return f"{label}: expected a string, got {quoted_short(value)} (quote it in YAML)"
     message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
     return f"{label}: {message}" if label and not message.startswith(key) else message
 
@@ -130,4 +130,4 @@ def _validation_error(
         if best is None or pos < best[0]:
             best = (pos, message)
     assert best is not None
-    return ManifestError(_clip_message(best[1]), file, *best[0])
+    return ManifestError(clip_message(best[1]), file, *best[0])

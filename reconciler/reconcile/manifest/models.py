@@ -7,20 +7,20 @@ import json
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Optional
+from typing import Any, ClassVar, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
 
 from reconciler.errors import ManifestError
 from reconciler.reconcile.manifest.fields import EntryDefaults, _EntryFields
 from reconciler.reconcile.manifest.sources import _resolve_source
-from reconciler.reconcile.manifest.yamlnodes import _clip_message, _short
+from reconciler.reconcile.manifest.yamlnodes import clip_message, quoted_short
 from reconciler.sources import LocalModelSource, ModelSource
 
 API_VERSION = "reconciler/v1"
 KIND = "ModelSet"
 
-_SET_NAME = re.compile(r"[a-z0-9](?:[a-z0-9._-]{0,61}[a-z0-9])?")
+DOCUMENT_NAME = re.compile(r"[a-z0-9](?:[a-z0-9._-]{0,61}[a-z0-9])?")
 # Windows device names (CON, nul.txt, COM1...): the rule of reconciler.install.paths.is_reserved_name,
 # repeated here so that `validate` does not import the installer (a test checks they agree).
 _WINDOWS_RESERVED = re.compile(
@@ -55,7 +55,7 @@ class EntryOrigin:
     def error(self, message: str, field_name: str | None = None) -> ManifestError:
         """A ManifestError pointing at the entry (or one of its fields)."""
         line, column = self.fields.get(field_name or "", (self.line, self.column))
-        return ManifestError(_clip_message(message), self.file, line, column)
+        return ManifestError(clip_message(message), self.file, line, column)
 
 
 @dataclass(frozen=True)
@@ -94,7 +94,7 @@ class ModelEntry(_EntryFields):
         if not value or not value.strip():
             raise ValueError("name is empty")
         if value != value.strip():
-            raise ValueError(f"name {_short(value)} has leading or trailing spaces")
+            raise ValueError(f"name {quoted_short(value)} has leading or trailing spaces")
         if (
             value in (".", "..")
             or "/" in value
@@ -103,12 +103,12 @@ class ModelEntry(_EntryFields):
             or len(value.encode("utf-8", "surrogatepass")) > MAX_NAME_LENGTH
         ):
             raise ValueError(
-                f"name {_short(value)} must be usable as a folder name (no '/', '\\', control characters; "
+                f"name {quoted_short(value)} must be usable as a folder name (no '/', '\\', control characters; "
                 f"not '.' or '..'; at most {MAX_NAME_LENGTH} bytes in UTF-8)"
             )
         if _is_reserved_name(value):
             raise ValueError(
-                f"name {_short(value)} is a Windows device name (CON, PRN, AUX, NUL, COM1-9, LPT1-9), "
+                f"name {quoted_short(value)} is a Windows device name (CON, PRN, AUX, NUL, COM1-9, LPT1-9), "
                 "which no folder or file can be called"
             )
         return value
@@ -209,26 +209,37 @@ class ModelSetSpec(BaseModel):
         return [] if value is None else value
 
 
-class ModelSetMetadata(BaseModel):
-    """``metadata`` of a ModelSet."""
+class DocumentMetadata(BaseModel):
+    """``metadata`` of a manifest document: its name (unique per kind) and free labels."""
 
     model_config = ConfigDict(extra="forbid")
 
-    name: str = Field(
-        description="Owner label of the models this set installs; unique across all manifests read",
-        json_schema_extra={"pattern": "^" + _SET_NAME.pattern + "$"},
-    )
+    #: what the document is called in messages ("set", "view")
+    noun: ClassVar[str] = "document"
+
+    name: str = Field(json_schema_extra={"pattern": "^" + DOCUMENT_NAME.pattern + "$"})
     labels: dict[str, str] = Field(default_factory=dict)
 
     @field_validator("name")
     @classmethod
     def _check_name(cls, value: str) -> str:
-        if not _SET_NAME.fullmatch(value):
+        if not DOCUMENT_NAME.fullmatch(value):
             raise ValueError(
-                f"set name {_short(value)} must be 1-63 lowercase letters, digits, '-', '_' or '.', "
+                f"{cls.noun} name {quoted_short(value)} must be 1-63 lowercase letters, digits, '-', '_' or '.', "
                 "starting and ending with a letter or digit"
             )
         return value
+
+
+class ModelSetMetadata(DocumentMetadata):
+    """``metadata`` of a ModelSet."""
+
+    noun: ClassVar[str] = "set"
+
+    name: str = Field(
+        description="Owner label of the models this set installs; unique across all manifests read",
+        json_schema_extra={"pattern": "^" + DOCUMENT_NAME.pattern + "$"},
+    )
 
 
 class ModelSet(BaseModel):

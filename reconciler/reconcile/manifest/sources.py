@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 from reconciler.errors import SourceError
 from reconciler.reconcile.manifest.fields import EntryDefaults
-from reconciler.reconcile.manifest.yamlnodes import _short
+from reconciler.reconcile.manifest.yamlnodes import quoted_short
 from reconciler.sources import (
     CivitaiModelSource,
     HFModelSource,
@@ -69,7 +69,7 @@ def _resolve_source(
 
     for key in ("variant", "subfolder", "revision"):
         if getattr(entry, key) is not None:
-            raise _FieldError(f"{key} applies only to Hugging Face sources, not to {_short(entry.source)}", key)
+            raise _FieldError(f"{key} applies only to Hugging Face sources, not to {quoted_short(entry.source)}", key)
     if isinstance(src, LocalModelSource):
         inplace = entry.inplace if "inplace" in given or defaults is None else defaults.inplace
         if inplace:
@@ -84,7 +84,7 @@ def _resolve_source(
 def _pick(key: str, from_key: Any, from_string: Any, from_defaults: Any, source: str) -> Any:
     if from_key is not None and from_string is not None and from_key != from_string:
         raise _FieldError(
-            f"{key} {_short(str(from_key))} conflicts with {_short(str(from_string))} in source {_short(source)}", key
+            f"{key} {quoted_short(str(from_key))} conflicts with {quoted_short(str(from_string))} in source {quoted_short(source)}", key
         )
     for value in (from_key, from_string, from_defaults):
         if value is not None:

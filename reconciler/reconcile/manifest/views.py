@@ -17,35 +17,23 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal, Optional
+from typing import ClassVar, Literal, Optional
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
-from reconciler.reconcile.manifest.models import _SET_NAME
-from reconciler.reconcile.manifest.yamlnodes import _short
+from reconciler.reconcile.manifest.models import DOCUMENT_NAME, DocumentMetadata
 from reconciler.views.apps import App, LinkMode
 
 VIEW_KIND = "ModelView"
 
 
-class ModelViewMetadata(BaseModel):
+class ModelViewMetadata(DocumentMetadata):
     """``metadata`` of a ModelView."""
 
-    model_config = ConfigDict(extra="forbid")
+    noun: ClassVar[str] = "view"
 
     name: str = Field(description="The view's name; unique across all manifests read",
-                      json_schema_extra={"pattern": "^" + _SET_NAME.pattern + "$"})
-    labels: dict[str, str] = Field(default_factory=dict)
-
-    @field_validator("name")
-    @classmethod
-    def _check_name(cls, value: str) -> str:
-        if not _SET_NAME.fullmatch(value):
-            raise ValueError(
-                f"view name {_short(value)} must be 1-63 lowercase letters, digits, '-', '_' or '.', "
-                "starting and ending with a letter or digit"
-            )
-        return value
+                      json_schema_extra={"pattern": "^" + DOCUMENT_NAME.pattern + "$"})
 
 
 class ModelViewSpec(BaseModel):

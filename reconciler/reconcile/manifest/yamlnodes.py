@@ -103,7 +103,7 @@ class _Full(Exception):
     pass
 
 
-def _short(value: Any, limit: int = 80) -> str:
+def quoted_short(value: Any, limit: int = 80) -> str:
     """``repr(value)`` cut to about ``limit`` characters, without building the whole repr
     (a value in a message may be a 5 MB string or a mapping of a million nodes)."""
     parts: list[str] = []
@@ -146,10 +146,10 @@ def _short(value: Any, limit: int = 80) -> str:
 
 MAX_MESSAGE = 500
 """Longest error message (characters) before it is cut: values in messages are clipped by
-:func:`_short`; this catches text from elsewhere (a source parser quoting a 5 MB string)."""
+:func:`quoted_short`; this catches text from elsewhere (a source parser quoting a 5 MB string)."""
 
 
-def _clip_message(message: str) -> str:
+def clip_message(message: str) -> str:
     """``message`` on one line, at most about MAX_MESSAGE characters."""
     message = " ".join(message[: MAX_MESSAGE * 4].split())
     return message if len(message) <= MAX_MESSAGE else message[:MAX_MESSAGE] + "... (cut)"
@@ -234,7 +234,7 @@ class _Builder:
         self.total = 0
 
     def error(self, message: str, pos: tuple[int, int]) -> ManifestError:
-        return ManifestError(_clip_message(message), self.file, *pos)
+        return ManifestError(clip_message(message), self.file, *pos)
 
     def documents(self, events: Iterable[Any]) -> list[tuple[Any, tuple[int, int]]]:
         """(data, position) of every document the events hold."""
@@ -284,7 +284,7 @@ class _Builder:
                 if name in open_anchors:
                     raise self.error("recursive YAML alias", open_anchors[name])
                 if name not in anchors:
-                    raise self.error(f"malformed YAML: found undefined alias {_short(name)}", pos)
+                    raise self.error(f"malformed YAML: found undefined alias {quoted_short(name)}", pos)
                 value, at, size, height, scalar = anchors[name]
                 if len(stack) + height > self.max_depth:
                     raise self.error(f"nested deeper than {self.max_depth} levels (through an alias)", pos)
@@ -326,11 +326,11 @@ class _Builder:
                 frame.key = _MERGE
                 return
             if not isinstance(value, str):
-                raise self.error(f"mapping key {_short(scalar.value)} must be a string (quote it)", pos)
+                raise self.error(f"mapping key {quoted_short(scalar.value)} must be a string (quote it)", pos)
             if value in target:
                 first = target.keys_at[value]
                 raise self.error(
-                    f"duplicate key {_short(value)} (first at line {first[0]}, column {first[1]})", pos
+                    f"duplicate key {quoted_short(value)} (first at line {first[0]}, column {first[1]})", pos
                 )
             frame.key = (value, pos)
             return
@@ -363,7 +363,7 @@ class _Builder:
         try:
             return self._scalar(scalar)
         except ValueError:  # an integer past Python's 4,300 digits
-            raise self.error(f"number {_short(scalar.value)} is too large", scalar.pos) from None
+            raise self.error(f"number {quoted_short(scalar.value)} is too large", scalar.pos) from None
 
     def _scalar(self, scalar: _Scalar) -> Any:
         value = scalar.value
@@ -390,7 +390,7 @@ class _Builder:
             return _FLOAT_SPECIAL.get(value.lower(), value)
         if tag == _YAML_TAG + "timestamp":
             return value
-        raise self.error(f"unsupported YAML tag {_short(tag)}", scalar.pos)
+        raise self.error(f"unsupported YAML tag {quoted_short(tag)}", scalar.pos)
 
 
 def _yaml_error(exc: Exception, file: Path, text: str) -> ManifestError:
